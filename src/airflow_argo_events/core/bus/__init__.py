@@ -1,0 +1,135 @@
+"""The EventBus: NATS JetStream carrying CloudEvents exactly as Argo's JetStream bus does.
+
+>>> async def main():                                          # doctest: +SKIP
+...     async with EventBus(NatsSettings.from_url("nats://127.0.0.1:4222")) as bus:
+...         await bus.publish(new_event(source="shop", subject="order", type="webhook", data={}))
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from types import TracebackType
+
+import nats.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.errors import APIError
+
+from airflow_argo_events.core.bus.connection import shared_connection
+from airflow_argo_events.core.bus.consumer import Delivery, DeliverFrom, Subscription, durable_name
+from airflow_argo_events.core.bus.kv import StateConflict, StateStore
+from airflow_argo_events.core.bus.settings import NatsSettings
+from airflow_argo_events.core.bus.stream import StreamSettings, ensure_stream
+from airflow_argo_events.core.events import Event, encode
+from airflow_argo_events.core.exceptions import EventBusError
+
+__all__ = [
+    "Delivery", "EventBus", "NatsSettings", "PublishResult", "StateConflict", "StateStore",
+    "StreamSettings", "Subscription", "durable_name",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    seq: int
+    duplicate: bool
+
+
+class EventBus:
+    """One user of the shared NATS connection: publish, subscribe, sensor state.
+
+    Enter it with ``async with``; leaving releases the shared connection (closed when the
+    last user in the process leaves). ``ensure_stream`` runs once on enter.
+    """
+
+    def __init__(
+        self,
+        settings: NatsSettings,
+        stream: StreamSettings | None = None,
+        *,
+        ensure: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.stream = stream or StreamSettings()
+        self._ensure = ensure
+        self._cm: contextlib.AbstractAsyncContextManager[Client] | None = None
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._subs: list[Subscription] = []
+
+    async def __aenter__(self) -> EventBus:
+        self._cm = shared_connection(self.settings)
+        self._nc = await self._cm.__aenter__()
+        self._js = self._nc.jetstream()
+        if self._ensure:
+            try:
+                await ensure_stream(self._js, self.stream)
+            except BaseException:
+                await self.close()
+                raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subs.clear()
+        if self._cm is not None:
+            cm, self._cm = self._cm, None
+            self._nc = self._js = None
+            await cm.__aexit__(None, None, None)
+
+    @property
+    def nc(self) -> Client:
+        if self._nc is None:
+            raise EventBusError("EventBus used outside 'async with'")
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise EventBusError("EventBus used outside 'async with'")
+        return self._js
+
+    async def publish(self, event: Event, timeout: float = 5.0) -> PublishResult:
+        """Publish to ``<stream>.<source>.<subject>`` with ``Nats-Msg-Id`` = event id.
+
+        A republished id inside the stream's duplicate window is dropped by the server
+        (``duplicate=True``), so retries after a lost ack never make a second event.
+        """
+        subject = self.stream.subject(event.source, event.subject)
+        try:
+            ack = await self.js.publish(
+                subject, encode(event), timeout=timeout, stream=self.stream.name,
+                headers={"Nats-Msg-Id": event.id},
+            )
+        except (nats.errors.Error, APIError, TimeoutError) as err:
+            raise EventBusError(f"publish of event {event.id} to {subject} failed: {err or type(err).__name__}") from err
+        return PublishResult(ack.seq, bool(ack.duplicate))
+
+    async def subscribe(
+        self,
+        durable: str,
+        event_source: str = "*",
+        event_name: str = "*",
+        deliver: DeliverFrom = "new",
+        **kwargs: object,
+    ) -> Subscription:
+        """A started durable pull consumer for one EventSource/event pair (``*`` = any)."""
+        sub = Subscription(
+            self.js, self.stream.name, self.stream.subject(event_source, event_name), durable,
+            deliver=deliver, **kwargs,  # type: ignore[arg-type]
+        )
+        await sub.start()
+        self._subs.append(sub)
+        return sub
+
+    async def state(self, bucket: str) -> StateStore:
+        """The KV bucket holding one sensor's state (created if absent)."""
+        return await StateStore.open(self.js, bucket)

@@ -1,0 +1,224 @@
+"""CloudEvents as Argo Events puts them on the bus, and their NATS wire form.
+
+Argo's EventSources wrap each payload in a CloudEvent (``pkg/eventsources/eventing.go``):
+``id`` is the hex of a random UUID, ``source`` the EventSource name, ``subject`` the event
+name, ``type`` the source type, ``datacontenttype`` ``application/json``. The bus carries
+it in structured JSON mode. We also read binary mode (CloudEvents NATS binding: ``ce-*``
+headers, the body is the data) so events from other CloudEvents producers work.
+
+>>> ev = new_event(source="shop", subject="order", type="webhook", data={"id": 1})
+>>> decode(encode(ev)).data
+{'id': 1}
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from cloudevents.core.exceptions import BaseCloudEventException
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from airflow_argo_events.core.exceptions import EventDecodeError
+
+JSON_CONTENT_TYPE = "application/json"
+_FORMAT = JSONFormat()
+_CONTEXT_KEYS = ("id", "source", "specversion", "type", "datacontenttype", "subject", "time")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One CloudEvent, decoded once and shared by every dependency that reads it.
+
+    ``data`` is the parsed JSON payload (dict, list, str, number, bool or None); a payload
+    that is not JSON stays ``bytes``.
+    """
+
+    id: str
+    source: str
+    subject: str
+    type: str
+    time: datetime
+    data: Any = None
+    datacontenttype: str = JSON_CONTENT_TYPE
+    specversion: str = "1.0"
+    extensions: Mapping[str, Any] = field(default_factory=dict)
+
+    def context(self) -> dict[str, Any]:
+        """The event context as Argo's filters and ``contextKey`` parameters see it."""
+        return {
+            "id": self.id,
+            "source": self.source,
+            "specversion": self.specversion,
+            "type": self.type,
+            "datacontenttype": self.datacontenttype,
+            "subject": self.subject,
+            "time": self.time,
+        }
+
+    def with_data(self, data: Any) -> Event:
+        """A copy carrying transformed data (Argo's transform replaces the whole data)."""
+        return Event(
+            self.id, self.source, self.subject, self.type, self.time, data,
+            self.datacontenttype, self.specversion, self.extensions,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Structured-mode JSON object (one line of a ``sensor test`` events file)."""
+        out: dict[str, Any] = {
+            "specversion": self.specversion,
+            "id": self.id,
+            "source": self.source,
+            "subject": self.subject,
+            "type": self.type,
+            "time": format_time(self.time),
+            "datacontenttype": self.datacontenttype,
+        }
+        out.update(self.extensions)
+        if isinstance(self.data, bytes):
+            out["data"] = self.data.decode("utf-8", "replace")
+        else:
+            out["data"] = self.data
+        return out
+
+
+def new_event_id() -> str:
+    """Argo's id: the hex of a random UUID, 32 characters, no dashes."""
+    return uuid.uuid4().hex
+
+
+def format_time(t: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, as Go's CloudEvents SDK writes it."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def new_event(
+    *,
+    source: str,
+    subject: str,
+    type: str,
+    data: Any = None,
+    id: str | None = None,
+    time: datetime | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> Event:
+    """Build an event the way an Argo EventSource does."""
+    return Event(
+        id=id or new_event_id(),
+        source=source,
+        subject=subject,
+        type=type,
+        time=time or datetime.now(timezone.utc),
+        data=data,
+        extensions=dict(extensions or {}),
+    )
+
+
+def to_cloudevent(event: Event) -> CloudEvent:
+    """The SDK's CloudEvent for an Event (validates the attributes)."""
+    attrs: dict[str, Any] = {
+        "specversion": event.specversion,
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "subject": event.subject,
+        "datacontenttype": event.datacontenttype,
+        "time": event.time if event.time.tzinfo else event.time.replace(tzinfo=timezone.utc),
+    }
+    attrs.update(event.extensions)
+    return CloudEvent(attrs, event.data)
+
+
+def from_cloudevent(ce: Any) -> Event:
+    """An Event from the SDK's CloudEvent; JSON data given as bytes or text is parsed once."""
+    attrs = dict(ce.get_attributes())
+    ctype = attrs.pop("datacontenttype", None) or JSON_CONTENT_TYPE
+    data = _parse_data(ce.get_data(), ctype)
+    t = attrs.pop("time", None) or datetime.now(timezone.utc)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return Event(
+        id=str(attrs.pop("id")),
+        source=str(attrs.pop("source")),
+        subject=str(attrs.pop("subject", "") or ""),
+        type=str(attrs.pop("type")),
+        time=t,
+        data=data,
+        datacontenttype=ctype,
+        specversion=str(attrs.pop("specversion", "1.0")),
+        extensions=attrs,
+    )
+
+
+def _parse_data(data: Any, ctype: str) -> Any:
+    # Structured mode hands us parsed JSON (a str is a JSON string); binary mode hands bytes.
+    if isinstance(data, bytes) and JSONFormat.JSON_CONTENT_TYPE_PATTERN.match(ctype):
+        try:
+            return json.loads(data)
+        except ValueError:
+            return data
+    return data
+
+
+def encode(event: Event) -> bytes:
+    """Structured JSON mode, as Argo's JetStream bus carries events."""
+    return _FORMAT.write(to_cloudevent(event))
+
+
+def decode(payload: bytes, headers: Mapping[str, str] | None = None) -> Event:
+    """Decode a bus message: structured JSON, or binary mode when ``ce-*`` headers are set.
+
+    Raises EventDecodeError with a one-line reason; never anything else.
+    """
+    try:
+        if headers and _has_binary_headers(headers):
+            return _decode_binary(payload, headers)
+        return from_cloudevent(_FORMAT.read(None, payload))
+    except EventDecodeError:
+        raise
+    except (BaseCloudEventException, ValueError, KeyError, TypeError, AttributeError) as err:
+        head = payload[:80].decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)[:80]
+        raise EventDecodeError(f"not a CloudEvent ({type(err).__name__}: {err}): {head!r}") from err
+
+
+def _has_binary_headers(headers: Mapping[str, str]) -> bool:
+    return any(k.lower() == "ce-id" for k in headers)
+
+
+def _decode_binary(payload: bytes, headers: Mapping[str, str]) -> Event:
+    attrs: dict[str, Any] = {}
+    ctype = None
+    for key, value in headers.items():
+        low = key.lower()
+        if low.startswith("ce-"):
+            attrs[low[3:]] = value
+        elif low == "content-type":
+            ctype = value
+    for required in ("id", "source", "type"):
+        if required not in attrs:
+            raise EventDecodeError(f"binary-mode CloudEvent without ce-{required} header")
+    if ctype:
+        attrs["datacontenttype"] = ctype
+    if "time" in attrs:
+        attrs["time"] = _parse_time(attrs["time"])
+    return from_cloudevent(CloudEvent(attrs, payload or None))
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as err:
+        raise EventDecodeError(f"invalid CloudEvent time {value!r}") from err
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def event_from_json(obj: Mapping[str, Any]) -> Event:
+    """An Event from a structured-mode JSON object (one line of an events file)."""
+    return decode(json.dumps(obj).encode())

@@ -1,0 +1,34 @@
+"""Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``).
+
+``package-name`` must equal the distribution name and ``name``/``description`` must be
+present, or Airflow's CLI fails for every command.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_argo_events import __version__
+
+INTEGRATION = "Argo Events"
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-argo-events",
+        "name": "Argo Events",
+        "description": "Argo Events' EventSources, NATS JetStream EventBus, Sensors and actions for Airflow.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "external-doc-url": "https://argoproj.github.io/argo-events/",
+                "tags": ["software"],
+            }
+        ],
+        "hooks": [{"integration-name": INTEGRATION, "python-modules": ["airflow_argo_events.hooks.nats"]}],
+        "connection-types": [
+            {"connection-type": "nats", "hook-class-name": "airflow_argo_events.hooks.nats.NatsHook",
+             "hook-name": "NATS JetStream"}
+        ],
+    }

@@ -1,0 +1,1 @@
+"""Test helpers: a real NATS JetStream for tests (see ``plugin``)."""

@@ -1,0 +1,11 @@
+"""Test-wide settings: a throwaway AIRFLOW_HOME so no test touches a real Airflow install."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_home = tempfile.mkdtemp(prefix="argo-events-airflow-home-")
+os.environ.setdefault("AIRFLOW_HOME", _home)
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
