@@ -41,9 +41,16 @@ class Delivery:
     def num_delivered(self) -> int:
         return self.msg.metadata.num_delivered
 
-    async def ack(self) -> None:
-        """Ack and wait for the server to record it (Argo's AckSync)."""
-        await self.msg.ack_sync()
+    async def ack(self, wait: bool = True) -> None:
+        """Ack; with ``wait`` (default) until the server recorded it, as Argo's AckSync.
+
+        ``wait=False`` sends the ack without waiting: faster, and safe wherever a lost ack
+        only causes a redelivery that de-duplication absorbs.
+        """
+        if wait:
+            await self.msg.ack_sync()
+        else:
+            await self.msg.ack()
 
     async def nak(self, delay: float | None = None) -> None:
         await self.msg.nak(delay=delay)
