@@ -64,6 +64,10 @@ def spec_error(err: ValidationError, source: str | None = None, prefix: tuple[An
     """One ``path: message`` line per problem, no traceback."""
     errors = []
     for e in err.errors(include_url=False):
+        if e["type"] == "argo_validation":
+            base = error_path(prefix + tuple(e["loc"]))
+            errors.extend((f"{base}.{p}" if base else p, m) for p, m in e["ctx"]["errors"])
+            continue
         msg = e["msg"]
         msg = msg[0].lower() + msg[1:] if msg else msg
         if e["type"] == "extra_forbidden":

@@ -1,0 +1,349 @@
+"""The sensor engine: events in, firings out. Pure and deterministic: the clock is passed in.
+
+Per trigger (Argo ``pkg/sensors/listener.go`` and ``trigger_conn.go``):
+
+1. The trigger listens to the dependencies its condition names (all of them, joined
+   with ``&&``, when there is no condition), in order of first appearance.
+2. An event matches a dependency when source == eventSourceName and subject == eventName;
+   several dependencies may match one event, each is processed in turn.
+3. For each: transform, then filters. A failure drops the event for that dependency only.
+4. Without ``&`` in the condition, every passing event fires at once, alone.
+   With ``&``, the condition is evaluated over the saved dependencies plus this one; if
+   true, the trigger fires with every saved event plus this one and its state is
+   cleared; otherwise the event is saved under its dependency (the latest wins).
+5. conditionsReset crons clear a trigger's saved events when a tick passes.
+6. Event ids seen by a trigger in the last 60 s are skipped (Argo's recentMsgsByID).
+
+>>> from airflow_argo_events.core.spec.loader import load_text
+>>> from airflow_argo_events.core.events import new_event
+>>> (sensor,) = load_text('''
+... kind: Sensor
+... metadata: {name: s}
+... spec:
+...   dependencies:
+...     - {name: a, eventSourceName: es, eventName: a}
+...     - {name: b, eventSourceName: es, eventName: b}
+...   triggers:
+...     - template: {name: both, log: {}}
+... ''')
+>>> eng = Engine(sensor)
+>>> eng.process(new_event(source="es", subject="a", type="webhook", data={}))
+[]
+>>> [f.trigger for f in eng.process(new_event(source="es", subject="b", type="webhook", data={}))]
+['both']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+from airflow_argo_events.core.events import Event
+from airflow_argo_events.core.sensor.conditions import Condition, canonical
+from airflow_argo_events.core.sensor.filters import DependencyFilter, Verdict
+from airflow_argo_events.core.sensor.lua import LuaSandbox
+from airflow_argo_events.core.sensor.params import (
+    CompiledParameter,
+    apply_params,
+    compile_parameters,
+    construct_payload,
+)
+from airflow_argo_events.core.sensor.transform import Transform, TransformError
+from airflow_argo_events.core.spec.sensor import EventDependency, Sensor, Trigger, TriggerTemplate
+
+DEDUP_WINDOW = timedelta(seconds=60)
+PAYLOAD_KINDS = ("http", "nats", "kafka")
+RESOURCE_KINDS = ("k8s", "argoWorkflow")
+
+
+def firing_id(sensor: str, trigger: str, events: dict[str, Event]) -> str:
+    """sha256 of the sensor, the trigger and the sorted dependency:event-id pairs, 16 hex."""
+    pairs = ",".join(f"{dep}:{ev.id}" for dep, ev in sorted(events.items()))
+    return hashlib.sha256(f"{sensor}\n{trigger}\n{pairs}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Firing:
+    """One trigger firing: what fired, on which events, and what the action would send."""
+
+    sensor: str
+    trigger: str
+    id: str
+    events: dict[str, Event]
+    template: TriggerTemplate
+    """The trigger template after trigger-level parameters."""
+    resolved: Any
+    """k8s/argoWorkflow: the resource after its parameters; http/nats/kafka: the payload."""
+    trigger_spec: Trigger | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The ``sensor test`` output line."""
+        return {"trigger": self.trigger, "events": {d: e.id for d, e in self.events.items()},
+                "resolved": self.resolved}
+
+
+@dataclass
+class _Dependency:
+    spec: EventDependency
+    transform: Transform | None
+    filter: DependencyFilter
+
+    def accept(self, event: Event) -> tuple[Event | None, str]:
+        """The (transformed) event if it passes, else None and the reason."""
+        if self.transform is not None:
+            try:
+                event = self.transform.apply(event)
+            except TransformError as err:
+                return None, f"transform error: {err}"
+        verdict: Verdict = self.filter.check(event)
+        return (event, "") if verdict.passed else (None, verdict.reason)
+
+
+@dataclass
+class _Reset:
+    cron: str
+    tz: Any
+    next_tick: datetime | None = None
+
+    def passed(self, last: datetime, now: datetime) -> bool:
+        """True when a tick lies in (last, now]."""
+        if self.next_tick is None or self.next_tick <= last:
+            self.next_tick = croniter(self.cron, last.astimezone(self.tz)).get_next(datetime)
+        if self.next_tick <= now:
+            self.next_tick = croniter(self.cron, now.astimezone(self.tz)).get_next(datetime)
+            return True
+        return False
+
+
+@dataclass
+class _TriggerRuntime:
+    spec: Trigger
+    name: str
+    condition: Condition
+    deps: list[str]  # real dependency names, in order of first appearance
+    by_key: dict[tuple[str, str], list[str]]
+    resets: list[_Reset]
+    trigger_params: list[CompiledParameter]
+    resource_params: list[CompiledParameter]
+    payload_params: list[CompiledParameter]
+    saved: dict[str, Event] = field(default_factory=dict)
+    seen: dict[str, datetime] = field(default_factory=dict)
+
+
+class Engine:
+    """A compiled Sensor. ``process(event, now)`` returns the firings it causes, in trigger order.
+
+    State (the latest event saved per dependency of each ``&&`` trigger) lives in the
+    engine; ``saved(trigger)`` / ``restore(trigger, events)`` move it in and out so the
+    runtime can persist it.
+    """
+
+    def __init__(self, sensor: Sensor, lua_factory: Callable[[], LuaSandbox] | None = None,
+                 explain: bool = False) -> None:
+        self.sensor = sensor
+        self.name = sensor.metadata.name
+        self._lua: LuaSandbox | None = None
+        self._lua_factory = lua_factory
+        self.explain: list[str] | None = [] if explain else None
+        self.clock: datetime | None = None
+        self.dependencies: dict[str, _Dependency] = {}
+        for dep in sensor.spec.dependencies:
+            self.dependencies[dep.name] = _Dependency(
+                dep,
+                Transform(dep.transform, self._shared_lua) if dep.transform and (dep.transform.jq or
+                                                                                dep.transform.script) else None,
+                DependencyFilter(dep.filters, dep.filters_logical_operator, lua_factory=self._shared_lua),
+            )
+        by_canonical = {canonical(d.name): d.name for d in sensor.spec.dependencies}
+        self.triggers: list[_TriggerRuntime] = []
+        for trig in sensor.spec.triggers:
+            t = trig.template
+            assert t is not None
+            cond = Condition.parse(t.conditions) if t.conditions else Condition.all_of(
+                [canonical(d.name) for d in sensor.spec.dependencies])
+            deps = [by_canonical[n] for n in cond.names]
+            by_key: dict[tuple[str, str], list[str]] = {}
+            for d in deps:
+                spec = self.dependencies[d].spec
+                by_key.setdefault((spec.event_source_name, spec.event_name), []).append(d)
+            resets = []
+            for r in t.conditions_reset or []:
+                if r.by_time and r.by_time.cron:
+                    tz = ZoneInfo(r.by_time.timezone) if r.by_time.timezone else timezone.utc
+                    resets.append(_Reset(r.by_time.cron, tz))
+            body = t.body
+            self.triggers.append(_TriggerRuntime(
+                spec=trig, name=t.name, condition=cond, deps=deps, by_key=by_key, resets=resets,
+                trigger_params=compile_parameters(trig.parameters),
+                resource_params=compile_parameters(getattr(body, "parameters", None)),
+                payload_params=compile_parameters(getattr(body, "payload", None)),
+            ))
+
+    def _shared_lua(self) -> LuaSandbox:
+        if self._lua is None:
+            self._lua = self._lua_factory() if self._lua_factory else LuaSandbox()
+        return self._lua
+
+    def _note(self, text: str) -> None:
+        if self.explain is not None:
+            self.explain.append(text)
+
+    # ------------------------------------------------------------ clock and resets
+
+    def advance(self, now: datetime) -> list[str]:
+        """Move the clock to ``now``; clears triggers whose conditionsReset ticked. Returns their names."""
+        cleared = []
+        last = self.clock
+        if last is not None and now > last:
+            for t in self.triggers:
+                if any(r.passed(last, now) for r in t.resets):
+                    if t.saved:
+                        self._note(f"  reset: {t.name}: conditionsReset cron passed, cleared {sorted(t.saved)}")
+                    t.saved.clear()
+                    cleared.append(t.name)
+        if last is None or now > last:
+            self.clock = now
+        return cleared
+
+    # ------------------------------------------------------------ events
+
+    def process(self, event: Event, now: datetime | None = None) -> list[Firing]:
+        now = now or event.time
+        self.advance(now)
+        key = (event.source, event.subject)
+        accepted: dict[str, tuple[Event | None, str]] = {}
+        firings: list[Firing] = []
+        matched_any = False
+        for t in self.triggers:
+            names = t.by_key.get(key)
+            if not names:
+                continue
+            matched_any = True
+            seen_at = t.seen.get(event.id)
+            if seen_at is not None and now - seen_at < DEDUP_WINDOW:
+                self._note(f"  {t.name}: event {event.id} already seen, skipped")
+                continue
+            t.seen[event.id] = now
+            if len(t.seen) > 10_000:
+                t.seen = {k: v for k, v in t.seen.items() if now - v < DEDUP_WINDOW}
+            for dep in names:
+                if dep not in accepted:
+                    accepted[dep] = self.dependencies[dep].accept(event)
+                    ev, why = accepted[dep]
+                    self._note(f"  dependency {dep}: " + ("passed" if ev is not None else f"rejected: {why}"))
+                ev, _ = accepted[dep]
+                if ev is None:
+                    continue
+                fired = self._apply(t, dep, ev)
+                if fired is not None:
+                    firings.append(fired)
+        if not matched_any:
+            self._note(f"  no dependency listens to source={event.source!r} subject={event.subject!r}")
+        return firings
+
+    def _apply(self, t: _TriggerRuntime, dep: str, event: Event) -> Firing | None:
+        if not t.condition.requires_and:
+            self._note(f"  {t.name}: fires on {dep} ({t.condition.text or dep})")
+            return self._fire(t, {dep: event})
+        env = {canonical(d): True for d in t.saved}
+        env[canonical(dep)] = True
+        if t.condition.evaluate(env):
+            events = dict(t.saved)
+            events[dep] = event
+            t.saved.clear()
+            self._note(f"  {t.name}: condition '{t.condition.text}' met with {sorted(events)}")
+            return self._fire(t, events)
+        t.saved[dep] = event
+        self._note(f"  {t.name}: saved {dep}; {self.waiting_for(t.name)}")
+        return None
+
+    def waiting_for(self, trigger: str) -> str:
+        """What the trigger's condition still needs, in words."""
+        t = self._trigger(trigger)
+        have = {canonical(d): True for d in t.saved}
+        if t.condition.evaluate(have):
+            return "condition already true"
+        missing = [d for d in t.deps if d not in t.saved]
+        for size in range(1, min(3, len(missing)) + 1):
+            combos = [c for c in itertools.combinations(missing, size)
+                      if t.condition.evaluate({**have, **{canonical(d): True for d in c}})]
+            if combos:
+                return "waits for " + " or ".join(" + ".join(c) for c in combos)
+        return "waits for more of " + ", ".join(missing)
+
+    def _trigger(self, name: str) -> _TriggerRuntime:
+        for t in self.triggers:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    # ------------------------------------------------------------ firing
+
+    def _fire(self, t: _TriggerRuntime, events: dict[str, Event]) -> Firing:
+        fid = firing_id(self.name, t.name, events)
+        template = t.spec.template
+        assert template is not None
+        if t.trigger_params:
+            doc = apply_params(template.dump(), t.trigger_params, events, fid)
+            template = TriggerTemplate.model_validate(doc)
+            body = template.body
+            resource_params = compile_parameters(getattr(body, "parameters", None))
+            payload_params = compile_parameters(getattr(body, "payload", None))
+        else:
+            resource_params, payload_params = t.resource_params, t.payload_params
+        return Firing(self.name, t.name, fid, events, template,
+                      resolve_body(template, resource_params, payload_params, events, fid), t.spec)
+
+    # ------------------------------------------------------------ state
+
+    def saved(self, trigger: str) -> dict[str, Event]:
+        return dict(self._trigger(trigger).saved)
+
+    def restore(self, trigger: str, events: dict[str, Event]) -> None:
+        t = self._trigger(trigger)
+        t.saved = {d: e for d, e in events.items() if d in t.deps}
+
+    def clear(self, trigger: str) -> None:
+        self._trigger(trigger).saved.clear()
+
+    def listens_to(self) -> list[tuple[str, str]]:
+        """Every (eventSourceName, eventName) some trigger listens to."""
+        out: list[tuple[str, str]] = []
+        for t in self.triggers:
+            for k in t.by_key:
+                if k not in out:
+                    out.append(k)
+        return out
+
+
+def resolve_body(template: TriggerTemplate, resource_params: list[CompiledParameter],
+                 payload_params: list[CompiledParameter], events: dict[str, Event], fid: str) -> Any:
+    """What the action sends (DESIGN.md ``resolved``)."""
+    kind = template.kind
+    body = template.body
+    if kind in RESOURCE_KINDS:
+        source = body.source
+        if source is None:
+            return None
+        resource: Any = source.resource
+        if resource is None and source.inline:
+            import yaml
+
+            resource = yaml.safe_load(source.inline)
+        if resource is None:
+            return None
+        return apply_params(resource, resource_params, events, fid)
+    if kind in PAYLOAD_KINDS:
+        return construct_payload(payload_params, events, fid)
+    if kind == "log":
+        return None
+    if kind == "slack":
+        return apply_params(body.dump(), resource_params, events, fid)
+    return None

@@ -1,0 +1,128 @@
+"""Argo's expression filters (govaluate syntax) evaluated safely with simpleeval.
+
+govaluate expressions are translated token by token into a Python expression once:
+``&&``/``||``/``!`` become ``and``/``or``/``not``, ``=~``/``!~`` (regex match) become
+``is``/``is not`` with those operators rebound to regex search, ``[name with spaces]``
+becomes a plain name, and ``true``/``false``/``nil`` become Python constants. simpleeval
+then evaluates the parsed tree with only the bound field values as names: no attribute
+access, no calls, no imports. Numbers compare as numbers, as govaluate's float64 do.
+
+>>> ExprFilterProgram('a == "x" && b >= 10').evaluate({"a": "x", "b": 12})
+True
+"""
+
+from __future__ import annotations
+
+import ast
+import operator as op
+import re
+from functools import lru_cache
+from typing import Any
+
+import simpleeval
+
+MAX_EXPR_LENGTH = 4096
+
+_TOKENS = re.compile(
+    r"""\s*(?:
+        (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
+      | (?P<num>\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)
+      | (?P<esc>\[[^\]]+\])
+      | (?P<op>=~|!~|==|!=|>=|<=|&&|\|\||\*\*|\?\?|[-+*/%<>!()&|^~,?:])
+      | (?P<ident>[A-Za-z_][A-Za-z0-9_.]*)
+    )""",
+    re.X,
+)
+
+
+class ExprError(ValueError):
+    """The expression is invalid, or failed for this event."""
+
+
+@lru_cache(maxsize=1024)
+def _regex(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as err:
+        raise ExprError(f"invalid regex {pattern!r}: {err}") from err
+
+
+def _match(value: Any, pattern: Any) -> bool:
+    if not isinstance(value, str) or not isinstance(pattern, str):
+        raise ExprError("=~ and !~ need string operands")
+    return _regex(pattern).search(value) is not None
+
+
+def _safe_name(name: str) -> str:
+    return "_f_" + re.sub(r"[^A-Za-z0-9_]", lambda m: f"_{ord(m.group()):x}_", name)
+
+
+def translate(expr: str) -> tuple[str, dict[str, str]]:
+    """Python source for a govaluate expression, and the map of original to safe names."""
+    if len(expr) > MAX_EXPR_LENGTH:
+        raise ExprError(f"expression longer than {MAX_EXPR_LENGTH} characters")
+    out: list[str] = []
+    names: dict[str, str] = {}
+    pos, text = 0, expr.strip()
+    while pos < len(text):
+        m = _TOKENS.match(text, pos)
+        if not m or m.end() == pos:
+            raise ExprError(f"unexpected {text[pos:pos + 10]!r} at position {pos}")
+        pos = m.end()
+        kind = m.lastgroup
+        tok = m.group(kind or "")
+        if kind == "str":
+            out.append(repr(ast.literal_eval(tok)) if tok.startswith("'") else tok)
+        elif kind == "num":
+            out.append(tok)
+        elif kind in ("esc", "ident"):
+            name = tok[1:-1] if kind == "esc" else tok
+            if kind == "ident" and name in ("true", "false", "nil"):
+                out.append({"true": "True", "false": "False", "nil": "None"}[name])
+            elif kind == "ident" and name == "in":
+                out.append(" in ")
+            else:
+                names[name] = names.get(name) or _safe_name(name)
+                out.append(names[name])
+        else:
+            out.append({
+                "&&": " and ", "||": " or ", "!": " not ", "=~": " is ", "!~": " is not ",
+                "?": None, ":": None, "??": None,
+            }.get(tok, tok) or _unsupported(tok))
+    return "".join(out), names
+
+
+def _unsupported(tok: str) -> str:
+    raise ExprError(f"operator {tok!r} is not supported in expression filters")
+
+
+_OPERATORS = dict(simpleeval.DEFAULT_OPERATORS)
+_OPERATORS.update({ast.Is: _match, ast.IsNot: lambda a, b: not _match(a, b), ast.Not: op.not_})
+
+
+class ExprFilterProgram:
+    """One compiled expression; ``evaluate(values)`` with the names its ``fields`` bind."""
+
+    def __init__(self, expr: str) -> None:
+        self.expr = expr
+        source, self._names = translate(expr)
+        try:
+            self._tree = simpleeval.SimpleEval.parse(source)
+        except SyntaxError as err:
+            raise ExprError(f"invalid expression {expr!r}: {err.msg}") from None
+        # One evaluator per program: only its names change between events.
+        self._evaluator = simpleeval.SimpleEval(operators=_OPERATORS, functions={}, names={})
+
+    def evaluate(self, values: dict[str, Any]) -> Any:
+        bound = {}
+        for name, safe in self._names.items():
+            if name not in values:
+                raise ExprError(f"no parameter '{name}' found")
+            bound[safe] = values[name]
+        self._evaluator.names = bound
+        try:
+            return self._evaluator.eval(self.expr, previously_parsed=self._tree)
+        except ExprError:
+            raise
+        except (simpleeval.InvalidExpression, TypeError, ValueError, ZeroDivisionError, OverflowError) as err:
+            raise ExprError(f"{type(err).__name__}: {err}") from err

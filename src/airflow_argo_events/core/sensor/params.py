@@ -1,0 +1,249 @@
+"""Trigger parameters (``pkg/sensors/triggers/params.go``): values from events into templates and payloads.
+
+Resolution, when the dependency is in the firing (numbered as in Argo's ResolveParamValue):
+
+1. no key and no template: ``value`` if set, else the whole event as JSON;
+2. data (``dataTemplate``, then ``dataKey``) wins over context when both are set;
+3. a template that errors or renders "" / "<no value>" falls back to the key, a missing
+   key falls back to ``value``; with none of them it is an error.
+
+When the dependency is not in the firing (``||`` conditions): ``value`` if set, else the
+parameter is skipped. Values are strings; with ``useRawData`` a non-string value (number,
+bool, null, object, array) is inserted as raw JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_argo_events.core.events import Event, format_time
+from airflow_argo_events.core.sensor.gotemplate import NO_VALUE, GoTemplate, TemplateError
+from airflow_argo_events.core.sensor.paths import MISSING, compile_path, gjson_string, to_json_text
+from airflow_argo_events.core.spec.sensor import TriggerParameter, TriggerParameterSource
+
+log = logging.getLogger(__name__)
+
+STRING = "String"
+JSON = "JSON"
+
+
+class ParameterError(ValueError):
+    """A parameter could not be resolved (and has no default)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    text: str
+    kind: str  # gjson type name: String, Number, True, False, Null, JSON
+
+
+def _gjson_type(v: Any) -> str:
+    if v is None:
+        return "Null"
+    if v is True:
+        return "True"
+    if v is False:
+        return "False"
+    if isinstance(v, (int, float)):
+        return "Number"
+    if isinstance(v, str):
+        return STRING
+    return JSON
+
+
+def context_json(event: Event) -> dict[str, Any]:
+    """The event context as Argo marshals it (metav1.Time: UTC, whole seconds)."""
+    t = event.time.replace(microsecond=0)
+    return {
+        "id": event.id, "source": event.source, "specversion": event.specversion, "type": event.type,
+        "datacontenttype": event.datacontenttype, "subject": event.subject, "time": format_time(t),
+    }
+
+
+def _event_json(event: Event) -> str:
+    data = event.data
+    raw = data if isinstance(data, bytes) else to_json_text(data).encode()
+    return to_json_text({"context": context_json(event), "data": base64.b64encode(raw).decode()})
+
+
+@dataclass
+class CompiledSource:
+    src: TriggerParameterSource
+    data_template: GoTemplate | TemplateError | None
+    context_template: GoTemplate | TemplateError | None
+
+    @classmethod
+    def compile(cls, src: TriggerParameterSource) -> CompiledSource:
+        def tpl(text: str) -> GoTemplate | TemplateError | None:
+            if not text:
+                return None
+            try:
+                return GoTemplate(text)
+            except TemplateError as err:
+                return err
+
+        return cls(src, tpl(src.data_template), tpl(src.context_template))
+
+    def resolve(self, events: dict[str, Event]) -> Resolved | None:
+        src = self.src
+        event = events.get(src.dependency_name)
+        if event is None:
+            return Resolved(src.value, STRING) if src.value is not None else None
+        if not (src.context_key or src.data_key or src.data_template or src.context_template):
+            return Resolved(src.value if src.value is not None else _event_json(event), STRING)
+        failure = ""
+        if src.data_key or src.data_template:
+            key, template = src.data_key, self.data_template
+            if isinstance(event.data, bytes):
+                payload: Any = MISSING
+                failure = "event data is not valid JSON"
+            else:
+                payload = event.data
+        else:
+            key, template = src.context_key, self.context_template
+            payload = context_json(event)
+        if payload is MISSING:
+            if src.value is not None:
+                return Resolved(src.value, STRING)
+            raise ParameterError(f"unable to resolve '{src.dependency_name}' parameter value: {failure}")
+        if template is not None:
+            if isinstance(template, TemplateError):
+                failure = str(template)
+            else:
+                try:
+                    out = template.render({"Input": payload})
+                    if out and out != NO_VALUE:
+                        return Resolved(out, STRING)
+                    failure = "template evaluated to empty string or no value"
+                except TemplateError as err:
+                    failure = str(err)
+        if key:
+            value = compile_path(key)(payload)
+            if value is not MISSING:
+                kind = _gjson_type(value)
+                if kind in (JSON, "Null"):
+                    return Resolved(to_json_text(value), kind)
+                return Resolved(gjson_string(value), kind)
+            failure = f"key {key} does not exist in the event payload"
+        if src.value is not None:
+            return Resolved(src.value, STRING)
+        raise ParameterError(f"unable to resolve '{src.dependency_name}' parameter value: {failure}")
+
+
+class CompiledParameter:
+    def __init__(self, p: TriggerParameter) -> None:
+        self.spec = p
+        self.dest = p.dest
+        self.operation = p.operation
+        self.use_raw = bool(p.src and p.src.use_raw_data)
+        self.source = CompiledSource.compile(p.src) if p.src else None
+
+    def resolve(self, events: dict[str, Event]) -> Resolved | None:
+        return self.source.resolve(events) if self.source else None
+
+
+def compile_parameters(params: list[TriggerParameter] | None) -> list[CompiledParameter]:
+    return [CompiledParameter(p) for p in params or []]
+
+
+def _value_of(r: Resolved, use_raw: bool) -> Any:
+    if use_raw and r.kind != STRING:
+        return json.loads(r.text)
+    return r.text
+
+
+def apply_params(doc: Any, params: list[CompiledParameter], events: dict[str, Event], firing_id: str = "") -> Any:
+    """ApplyParams: set each resolved value at its dest in a copy of ``doc``."""
+    doc = copy.deepcopy(doc)
+    for p in params:
+        try:
+            r = p.resolve(events)
+        except ParameterError as err:
+            log.error("firing %s: parameter %s skipped: %s", firing_id or "-", p.dest, err)
+            continue
+        if r is None:
+            continue
+        if p.operation in ("append", "prepend"):
+            current = compile_path(p.dest)(doc) if p.dest else MISSING
+            if current is not MISSING:
+                cur = gjson_string(current)
+                r = Resolved(cur + r.text if p.operation == "append" else r.text + cur, STRING)
+        doc = set_path(doc, p.dest, _value_of(r, p.use_raw))
+    return doc
+
+
+def construct_payload(params: list[CompiledParameter], events: dict[str, Event], firing_id: str = "") -> Any:
+    """ConstructPayload: a fresh document from payload parameters (empty dest = whole payload)."""
+    doc: Any = None
+    for p in params:
+        try:
+            r = p.resolve(events)
+        except ParameterError as err:
+            log.error("firing %s: payload parameter %s skipped: %s", firing_id or "-", p.dest, err)
+            continue
+        if not p.dest:
+            if r is None:
+                continue
+            try:
+                return json.loads(r.text)
+            except ValueError:
+                return r.text
+        if r is None:
+            continue
+        doc = set_path(doc, p.dest, _value_of(r, p.use_raw))
+    return doc if doc is not None else {}
+
+
+def _split_dest(path: str) -> list[tuple[str, bool]]:
+    """sjson path segments: (key, forced_object_key). ``\\.`` escapes, ``:0`` forces a key."""
+    parts: list[tuple[str, bool]] = []
+    cur: list[str] = []
+    i = 0
+    while i < len(path):
+        c = path[i]
+        if c == "\\" and i + 1 < len(path):
+            cur.append(path[i + 1])
+            i += 2
+            continue
+        if c == ".":
+            parts.append(("".join(cur), False))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    parts.append(("".join(cur), False))
+    return [(k[1:], True) if k.startswith(":") else (k, False) for k, _ in parts]
+
+
+def _is_index(key: str, forced: bool) -> bool:
+    return not forced and (key == "-1" or key.isdigit())
+
+
+def set_path(doc: Any, path: str, value: Any) -> Any:
+    """sjson ``Set``: create missing objects, index arrays, ``-1`` or len appends, pad with null."""
+    parts = _split_dest(path)
+
+    def put(node: Any, i: int) -> Any:
+        key, forced = parts[i]
+        last = i == len(parts) - 1
+        if isinstance(node, list) and _is_index(key, forced):
+            idx = len(node) if key == "-1" else int(key)
+            node = list(node)
+            while len(node) <= idx:
+                node.append(None)
+            node[idx] = value if last else put(node[idx], i + 1)
+            return node
+        if not isinstance(node, dict):
+            if node is None and _is_index(key, forced):
+                return put([], i)
+            node = {}
+        node = dict(node)
+        node[key] = value if last else put(node.get(key), i + 1)
+        return node
+
+    return put(doc, 0)
