@@ -167,7 +167,7 @@ class Engine:
             t = trig.template
             assert t is not None
             cond = Condition.parse(t.conditions) if t.conditions else Condition.all_of(
-                [canonical(d.name) for d in sensor.spec.dependencies])
+                [d.name for d in sensor.spec.dependencies])
             deps = [by_canonical[n] for n in cond.names]
             by_key: dict[tuple[str, str], list[str]] = {}
             for d in deps:

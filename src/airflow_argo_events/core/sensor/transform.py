@@ -2,21 +2,21 @@
 
 jq wins when both are set. jq's first output must be an object; Lua's result must be a
 table. Anything else is an error and the event is dropped for that dependency.
-jq runs on a worker thread with a time bound, because a jq program cannot be interrupted.
+jq runs in a worker process with a time and memory bound (see ``jq_worker``).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 from typing import Any
 
 from airflow_argo_events.core.events import Event
+from airflow_argo_events.core.sensor.jq_worker import JqProcess, JqRunError
 from airflow_argo_events.core.sensor.lua import LuaError, LuaSandbox
 from airflow_argo_events.core.spec.sensor import EventDependencyTransformer
 
 JQ_TIMEOUT_SECONDS = 2.0
-_JQ_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="argo-events-jq")
+_JQ = JqProcess()
 
 
 class TransformError(ValueError):
@@ -35,7 +35,8 @@ class Transform:
             if spec.jq:
                 import jq
 
-                self._jq = jq.compile(spec.jq)
+                jq.compile(spec.jq)  # syntax errors now, per event later
+                self._jq = spec.jq
             elif spec.script:
                 box = lua_factory() if lua_factory else LuaSandbox()
                 self._lua = (box, box.compile(spec.script, "transform"))
@@ -66,15 +67,9 @@ class Transform:
         return event
 
     def _run_jq(self, data: Any) -> dict[str, Any]:
-        prog = self._jq
-        future = _JQ_POOL.submit(lambda: prog.input_value(data).first())
         try:
-            out = future.result(timeout=JQ_TIMEOUT_SECONDS)
-        except concurrent.futures.TimeoutError:
-            raise TransformError(f"jq: exceeded {JQ_TIMEOUT_SECONDS:.0f}s") from None
-        except StopIteration:
-            raise TransformError("jq: no output") from None
-        except ValueError as err:
+            out = _JQ.run(self._jq, data, JQ_TIMEOUT_SECONDS)
+        except JqRunError as err:
             raise TransformError(f"jq: {err}") from None
         if not isinstance(out, dict):
             raise TransformError(f"jq output must be a JSON object, got {json.dumps(out)[:60]}")

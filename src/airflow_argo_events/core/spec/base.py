@@ -5,9 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
 
 from airflow_argo_events.core.exceptions import SpecError
+
+
+def to_camel(name: str) -> str:
+    """``use_raw_data`` -> ``useRawData``; unlike pydantic's, leaves ``k8s`` alone."""
+    first, *rest = name.split("_")
+    return first + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
 class ArgoModel(BaseModel):
