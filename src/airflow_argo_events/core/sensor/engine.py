@@ -59,6 +59,7 @@ from airflow_argo_events.core.sensor.transform import Transform, TransformError
 from airflow_argo_events.core.spec.sensor import EventDependency, Sensor, Trigger, TriggerTemplate
 
 DEDUP_WINDOW = timedelta(seconds=60)
+MAX_REMEMBERED_IDS = 100_000
 PAYLOAD_KINDS = ("http", "nats", "kafka")
 RESOURCE_KINDS = ("k8s", "argoWorkflow")
 
@@ -226,13 +227,9 @@ class Engine:
             if not names:
                 continue
             matched_any = True
-            seen_at = t.seen.get(event.id)
-            if seen_at is not None and now - seen_at < DEDUP_WINDOW:
+            if self._seen_recently(t, event.id, now):
                 self._note(f"  {t.name}: event {event.id} already seen, skipped")
                 continue
-            t.seen[event.id] = now
-            if len(t.seen) > 10_000:
-                t.seen = {k: v for k, v in t.seen.items() if now - v < DEDUP_WINDOW}
             for dep in names:
                 if dep not in accepted:
                     accepted[dep] = self.dependencies[dep].accept(event)
@@ -247,6 +244,22 @@ class Engine:
         if not matched_any:
             self._note(f"  no dependency listens to source={event.source!r} subject={event.subject!r}")
         return firings
+
+    @staticmethod
+    def _seen_recently(t: _TriggerRuntime, event_id: str, now: datetime) -> bool:
+        """Argo's recentMsgsByID: ids kept for 60 s, oldest evicted first (insertion order)."""
+        seen = t.seen
+        at = seen.get(event_id)
+        if at is not None and now - at < DEDUP_WINDOW:
+            return True
+        seen.pop(event_id, None)
+        seen[event_id] = now
+        while seen:
+            oldest_id = next(iter(seen))
+            if now - seen[oldest_id] < DEDUP_WINDOW and len(seen) <= MAX_REMEMBERED_IDS:
+                break
+            del seen[oldest_id]
+        return False
 
     def _apply(self, t: _TriggerRuntime, dep: str, event: Event) -> Firing | None:
         if not t.condition.requires_and:
