@@ -60,7 +60,7 @@ from airflow_argo_events.core.spec.sensor import EventDependency, Sensor, Trigge
 
 DEDUP_WINDOW = timedelta(seconds=60)
 MAX_REMEMBERED_IDS = 100_000
-PAYLOAD_KINDS = ("http", "nats", "kafka")
+PAYLOAD_KINDS = ("http", "nats", "kafka", "airflow")
 RESOURCE_KINDS = ("k8s", "argoWorkflow")
 
 
@@ -83,6 +83,8 @@ class Firing:
     resolved: Any
     """k8s/argoWorkflow: the resource after its parameters; http/nats/kafka: the payload."""
     trigger_spec: Trigger | None = None
+    body: dict[str, Any] | None = None
+    """The trigger type's block (camelCase) after its own ``parameters`` (url, subject, ...)."""
 
     def summary(self) -> dict[str, Any]:
         """The ``sensor test`` output line."""
@@ -311,8 +313,36 @@ class Engine:
             payload_params = compile_parameters(getattr(body, "payload", None))
         else:
             resource_params, payload_params = t.resource_params, t.payload_params
+        body = template.body
+        body_doc = body.dump() if body is not None else None
+        if body_doc is not None and template.kind not in RESOURCE_KINDS and resource_params:
+            body_doc = apply_params(body_doc, resource_params, events, fid)
         return Firing(self.name, t.name, fid, events, template,
-                      resolve_body(template, resource_params, payload_params, events, fid), t.spec)
+                      resolve_body(template, resource_params, payload_params, events, fid), t.spec, body_doc)
+
+    def dlq_firing(self, firing: Firing) -> Firing | None:
+        """The firing of a trigger's ``dlqTrigger`` on the same events (Argo runs it after retries fail)."""
+        spec = firing.trigger_spec
+        dlq = spec.dlq_trigger if spec else None
+        if dlq is None or dlq.template is None:
+            return None
+        template = dlq.template
+        fid = hashlib.sha256(f"{firing.id}\ndlq".encode()).hexdigest()[:16]
+        if dlq.parameters:
+            template = TriggerTemplate.model_validate(
+                apply_params(template.dump(), compile_parameters(dlq.parameters), firing.events, fid))
+        body = template.body
+        resource_params = compile_parameters(getattr(body, "parameters", None))
+        body_doc = body.dump() if body is not None else None
+        if body_doc is not None and template.kind not in RESOURCE_KINDS and resource_params:
+            body_doc = apply_params(body_doc, resource_params, firing.events, fid)
+        resolved = resolve_body(template, resource_params, compile_parameters(getattr(body, "payload", None)),
+                                firing.events, fid)
+        return Firing(self.name, template.name, fid, firing.events, template, resolved, dlq, body_doc)
+
+    def build_firing(self, trigger: str, events: dict[str, Event]) -> Firing:
+        """Rebuild a firing from its events (the journal stores only these): same id, same body."""
+        return self._fire(self._trigger(trigger), events)
 
     # ------------------------------------------------------------ state
 
@@ -325,6 +355,25 @@ class Engine:
 
     def clear(self, trigger: str) -> None:
         self._trigger(trigger).saved.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The engine's state as JSON: saved events per trigger and the clock (for resets)."""
+        return {
+            "clock": self.clock.isoformat() if self.clock else None,
+            "triggers": {t.name: {d: e.to_json() for d, e in t.saved.items()} for t in self.triggers if t.saved},
+        }
+
+    def load(self, doc: dict[str, Any]) -> None:
+        """Replace the state with a snapshot (unknown triggers/dependencies are dropped: the spec changed)."""
+        from airflow_argo_events.core.events import event_from_json
+
+        self.clock = datetime.fromisoformat(doc["clock"]) if doc.get("clock") else None
+        saved = doc.get("triggers") or {}
+        for t in self.triggers:
+            t.saved = {d: event_from_json(e) for d, e in (saved.get(t.name) or {}).items() if d in t.deps}
+            t.seen.clear()
+            for r in t.resets:
+                r.next_tick = None
 
     def listens_to(self) -> list[tuple[str, str]]:
         """Every (eventSourceName, eventName) some trigger listens to."""

@@ -328,6 +328,25 @@ class LogTrigger(ArgoModel):
     interval_seconds: int = 0
 
 
+class AirflowDagRunTrigger(ArgoModel):
+    """This project's extension: start an Airflow DAG run through the REST API v2.
+
+    ``conf`` is built from ``payload`` parameters like an http trigger's body; the run id
+    is ``<runIdPrefix><firing id>``, so a retried firing finds its run instead of making
+    a second one.
+    """
+
+    dag_id: str = Field(description="The DAG to run.")
+    url: str = Field("", description="Airflow base URL, e.g. http://localhost:8080; or set connId.")
+    conn_id: str = Field("", description="Airflow connection (http) holding the URL and credentials.")
+    username: SecretKeySelector | None = None
+    password: SecretKeySelector | None = None
+    payload: list[TriggerParameter] | None = None
+    parameters: list[TriggerParameter] | None = None
+    run_id_prefix: str = Field("argo-events__", description="Prefix of the DAG run id.")
+    note: str = ""
+
+
 class UnsupportedTrigger(OpenModel):
     """A trigger type that loads but that this project does not execute."""
 
@@ -335,9 +354,9 @@ class UnsupportedTrigger(OpenModel):
     payload: list[TriggerParameter] | None = None
 
 
-TRIGGER_TYPES = ("k8s", "argo_workflow", "http", "nats", "kafka", "slack", "log",
+TRIGGER_TYPES = ("k8s", "argo_workflow", "http", "nats", "kafka", "slack", "log", "airflow",
                  "aws_lambda", "custom", "open_whisk", "azure_event_hubs", "pulsar", "azure_service_bus", "email")
-EXECUTABLE = {"k8s", "argoWorkflow", "http", "nats", "slack", "log"}
+EXECUTABLE = {"k8s", "argoWorkflow", "http", "nats", "slack", "log", "airflow"}
 
 
 class TriggerTemplate(ArgoModel):
@@ -351,6 +370,7 @@ class TriggerTemplate(ArgoModel):
     kafka: KafkaTrigger | None = None
     slack: SlackTrigger | None = None
     log: LogTrigger | None = None
+    airflow: AirflowDagRunTrigger | None = Field(None, description="Extension: start an Airflow DAG run.")
     aws_lambda: UnsupportedTrigger | None = Field(None, alias="awsLambda")
     custom: UnsupportedTrigger | None = None
     open_whisk: UnsupportedTrigger | None = None

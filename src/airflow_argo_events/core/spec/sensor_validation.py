@@ -66,7 +66,8 @@ def validate_sensor(sensor: Sensor) -> list[tuple[str, str]]:
                     _zone(reset.by_time.timezone)
                 except ValueError as err:
                     errors.append((f"{where}.byTime.timezone", str(err)))
-        kinds = [k for k in ("k8s", "argo_workflow", "http", "nats", "kafka", "slack", "log", "aws_lambda", "custom",
+        kinds = [k for k in ("k8s", "argo_workflow", "http", "nats", "kafka", "slack", "log", "airflow", "aws_lambda",
+                             "custom",
                              "open_whisk", "azure_event_hubs", "pulsar", "azure_service_bus", "email")
                  if getattr(t, k) is not None]
         if len(kinds) != 1:
@@ -86,7 +87,8 @@ def validate_sensor(sensor: Sensor) -> list[tuple[str, str]]:
             if t.argo_workflow.source is None and t.argo_workflow.operation in ("submit", ""):
                 errors.append((f"{base}.template.argoWorkflow.source", "source is required"))
             errors += _params(t.argo_workflow.parameters, f"{base}.template.argoWorkflow.parameters", known)
-        for kind, alias in (("http", "http"), ("nats", "nats"), ("kafka", "kafka"), ("slack", "slack")):
+        for kind, alias in (("http", "http"), ("nats", "nats"), ("kafka", "kafka"), ("slack", "slack"),
+                            ("airflow", "airflow")):
             body = getattr(t, kind)
             if body is None:
                 continue
@@ -94,6 +96,8 @@ def validate_sensor(sensor: Sensor) -> list[tuple[str, str]]:
             if hasattr(body, "payload"):
                 errors += _params(body.payload, f"{base}.template.{alias}.payload", known,
                                   allow_empty_dest=kind == "http")
+        if t.airflow is not None and not (t.airflow.url or t.airflow.conn_id):
+            errors.append((f"{base}.template.airflow", "url or connId is required"))
         errors += _params(trig.parameters, f"{base}.parameters", known)
         if trig.rate_limit and trig.rate_limit.requests_per_unit < 0:
             errors.append((f"{base}.rateLimit.requestsPerUnit", "must not be negative"))

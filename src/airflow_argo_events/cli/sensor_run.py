@@ -1,0 +1,94 @@
+"""``argo-events sensor run -f SENSOR.yaml``: the live sensor, like Argo's sensor pod."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from airflow_argo_events.cli.nats_target import nats_target
+from airflow_argo_events.core.actions.base import ActionContext
+from airflow_argo_events.core.actions.executor import ActionRunner
+from airflow_argo_events.core.bus import EventBus, StreamSettings
+from airflow_argo_events.core.exceptions import ArgoEventsError, SpecError
+from airflow_argo_events.core.runtime.sensor_runtime import SensorRuntime
+from airflow_argo_events.core.spec.loader import load_one
+
+log = logging.getLogger("airflow_argo_events.sensor")
+
+
+def register(ssub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = ssub.add_parser("run", help="run a Sensor live against the bus and execute its actions")
+    p.add_argument("-f", "--file", required=True, metavar="SENSOR.yaml")
+    p.add_argument("--nats", help="NATS URL (default $ARGO_EVENTS_NATS_URL, else local/embedded)")
+    p.add_argument("--stream", default="default", help="JetStream stream / subject prefix, default 'default'")
+    p.add_argument("--deliver", choices=["new", "all"], default="new",
+                   help="where a new sensor starts reading: new events only (Argo) or the whole stream")
+    p.add_argument("--max-events", type=int, default=0, help="stop after this many events (for scripts/tests)")
+    p.set_defaults(func=run)
+
+
+def k8s_context() -> ActionContext:
+    """Actions with the Kubernetes client of the cncf-kubernetes provider, when it imports."""
+    try:
+        from airflow_argo_events.hooks.kubernetes import k8s_api_factory
+    except ImportError:
+        return ActionContext()
+    return ActionContext(k8s_factory=k8s_api_factory())
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.getLogger("airflow_argo_events").setLevel(logging.INFO)
+    if not logging.getLogger().handlers or logging.getLogger().level > logging.INFO:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr,
+                            force=True)
+    try:
+        sensor = load_one(args.file, "Sensor")
+    except SpecError as err:
+        for line in err.lines():
+            print(line, file=sys.stderr)
+        return 2
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        with nats_target(args.nats) as settings:
+            async with EventBus(settings, StreamSettings(name=args.stream)) as bus:
+                runner: ActionRunner | None = None
+
+                async def execute(firing):  # type: ignore[no-untyped-def]
+                    assert runner is not None
+                    return await runner.run(firing)
+
+                runtime = SensorRuntime(sensor, bus, execute, deliver=args.deliver)
+                runner = ActionRunner(runtime.engine, k8s_context())
+                await runtime.start()
+                log.info("sensor %s: listening on %s (%s)", sensor.metadata.name,
+                         ", ".join(s.subject for s in runtime._subs), settings.describe())
+                watcher = None
+                if args.max_events:
+                    async def watch() -> None:
+                        while runtime.stats["events"] < args.max_events:
+                            await asyncio.sleep(0.05)
+                        await asyncio.sleep(0.2)
+                        stop.set()
+                    watcher = asyncio.create_task(watch())
+                try:
+                    await runtime.run(stop)
+                finally:
+                    if watcher:
+                        watcher.cancel()
+                    await runtime.close()
+                    await runner.close()
+                log.info("sensor %s: stopped; %s", sensor.metadata.name, runtime.stats)
+
+    try:
+        asyncio.run(go())
+    except ArgoEventsError as err:
+        print(str(err), file=sys.stderr)
+        return 1
+    return 0

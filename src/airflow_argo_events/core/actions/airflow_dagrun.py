@@ -1,0 +1,107 @@
+"""Start an Airflow DAG run through the REST API v2, one run per firing.
+
+``POST /api/v2/dags/{dag_id}/dagRuns`` with ``dag_run_id = <prefix><firing id>`` and
+``conf`` = the payload. 409 (the run exists) counts as success: a retried firing finds
+its run. Authentication is Airflow 3's: ``POST /auth/token`` with a user and password
+gives a JWT, refreshed once on 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+
+from airflow_argo_events.core.actions.base import Action, ActionContext, ActionResult
+from airflow_argo_events.core.spec.sensor import AirflowDagRunTrigger
+
+if TYPE_CHECKING:
+    from airflow_argo_events.core.sensor.engine import Firing
+
+
+def run_id_for(prefix: str, firing_id: str) -> str:
+    return f"{prefix}{firing_id}"
+
+
+async def conn_from_env(conn_id: str) -> tuple[str, str | None, str | None]:
+    """``AIRFLOW_CONN_<ID>`` as a URI (``http://user:pass@host:8080``) without importing Airflow."""
+    uri = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    if not uri:
+        raise LookupError(f"connection {conn_id!r} not found (set AIRFLOW_CONN_{conn_id.upper()})")
+    p = urlsplit(uri)
+    scheme = "https" if p.scheme in ("https",) else "http"
+    host = p.hostname or "localhost"
+    base = f"{scheme}://{host}:{p.port}" if p.port else f"{scheme}://{host}"
+    return base, unquote(p.username) if p.username else None, unquote(p.password) if p.password else None
+
+
+class AirflowDagRunAction(Action):
+    kind = "airflow"
+
+    def __init__(self, name: str, ctx: ActionContext) -> None:
+        super().__init__(name, ctx)
+        self._tokens: dict[str, str] = {}
+
+    async def _endpoint(self, spec: AirflowDagRunTrigger) -> tuple[str, str | None, str | None]:
+        where = f"trigger {self.name}"
+        if spec.conn_id:
+            resolver = self.ctx.airflow_conn or conn_from_env
+            base, user, password = await resolver(spec.conn_id)
+        else:
+            base, user, password = spec.url, None, None
+        if spec.username:
+            user = self.ctx.secrets.get(spec.username, f"{where}.airflow.username")
+        if spec.password:
+            password = self.ctx.secrets.get(spec.password, f"{where}.airflow.password")
+        return base.rstrip("/"), user, password
+
+    async def _token(self, session: aiohttp.ClientSession, base: str, user: str | None, password: str | None,
+                     fresh: bool = False) -> str | None:
+        if user is None:
+            return None
+        if fresh or base not in self._tokens:
+            async with session.post(f"{base}/auth/token", json={"username": user, "password": password or ""},
+                                    timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                if resp.status >= 300:
+                    raise PermissionError(f"POST {base}/auth/token: {resp.status} {(await resp.text())[:200]}")
+                self._tokens[base] = (await resp.json())["access_token"]
+        return self._tokens[base]
+
+    async def execute(self, firing: Firing) -> ActionResult:
+        spec = AirflowDagRunTrigger.model_validate(firing.body or {})
+        try:
+            base, user, password = await self._endpoint(spec)
+        except LookupError as err:
+            return ActionResult(False, str(err), retryable=False)
+        run_id = run_id_for(spec.run_id_prefix, firing.id)
+        body: dict[str, Any] = {"dag_run_id": run_id, "logical_date": None,
+                                "conf": firing.resolved if isinstance(firing.resolved, dict) else {
+                                    "payload": firing.resolved}}
+        if spec.note:
+            body["note"] = spec.note
+        url = f"{base}/api/v2/dags/{spec.dag_id}/dagRuns"
+        session = await self.ctx.http()
+        try:
+            for attempt in (0, 1):
+                token = await self._token(session, base, user, password, fresh=attempt == 1)
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                async with session.post(url, json=body, headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                    text = await resp.text()
+                    status = resp.status
+                if status == 401 and attempt == 0 and user is not None:
+                    continue
+                break
+        except PermissionError as err:
+            return ActionResult(False, str(err), retryable=False)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+            return ActionResult(False, f"POST {url}: {type(err).__name__}: {err}")
+        if status in (200, 201):
+            return ActionResult(True, f"DAG run {spec.dag_id}/{run_id} created", status=status)
+        if status == 409:
+            return ActionResult(True, f"DAG run {spec.dag_id}/{run_id} already exists", status=status)
+        retryable = status >= 500 or status == 429
+        return ActionResult(False, f"POST {url}: {status} {text[:300]}", status=status, retryable=retryable)

@@ -1,0 +1,144 @@
+"""Runs firings: rate limit, retries with backoff, status policy, dead-letter action, logging.
+
+Every log line names the sensor, trigger and firing id, so one grep follows a firing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_argo_events.core.actions.airflow_dagrun import AirflowDagRunAction
+from airflow_argo_events.core.actions.base import Action, ActionContext, ActionResult, UnsupportedAction
+from airflow_argo_events.core.actions.http import HttpAction
+from airflow_argo_events.core.actions.k8s import ArgoWorkflowAction, K8sAction
+from airflow_argo_events.core.actions.policy import Clock, RateLimiter, RetryPlan, Sleep
+from airflow_argo_events.core.actions.simple import LogAction, NatsAction, SlackAction
+from airflow_argo_events.core.exceptions import ArgoEventsError
+from airflow_argo_events.core.sensor.engine import Engine, Firing
+from airflow_argo_events.core.spec.sensor import TriggerTemplate
+
+log = logging.getLogger("airflow_argo_events.actions")
+
+SIMPLE: dict[str, type[Action]] = {
+    "http": HttpAction, "log": LogAction, "nats": NatsAction, "slack": SlackAction, "airflow": AirflowDagRunAction,
+}
+
+
+def make_action(template: TriggerTemplate, ctx: ActionContext) -> Action:
+    kind = template.kind
+    if kind in SIMPLE:
+        return SIMPLE[kind](template.name, ctx)
+    if kind in ("k8s", "argoWorkflow"):
+        cls = K8sAction if kind == "k8s" else ArgoWorkflowAction
+        try:
+            return cls(template.name, ctx, template)
+        except ValueError as err:
+            return _Broken(template.name, ctx, str(err))
+    if kind == "kafka":
+        return UnsupportedAction(template.name, ctx, "kafka (no Kafka broker to test against here)")
+    return UnsupportedAction(template.name, ctx, kind)
+
+
+class _Broken(Action):
+    def __init__(self, name: str, ctx: ActionContext, why: str) -> None:
+        super().__init__(name, ctx)
+        self.why = why
+
+    async def execute(self, firing: Firing) -> ActionResult:
+        return ActionResult(False, self.why, retryable=False)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    firing_id: str
+    trigger: str
+    ok: bool
+    attempts: int
+    detail: str
+    dlq: ActionResult | None = None
+
+
+class ActionRunner:
+    """Executes firings of one sensor's triggers.
+
+    >>> runner = ActionRunner(engine, ActionContext())       # doctest: +SKIP
+    >>> await runner.run(firing)                             # doctest: +SKIP
+    Outcome(firing_id='3f2a...', trigger='notify', ok=True, attempts=1, detail='POST ...: 200')
+    """
+
+    def __init__(self, engine: Engine, ctx: ActionContext | None = None, *, sleep: Sleep = asyncio.sleep,
+                 clock: Clock = time.monotonic, rng: random.Random | None = None) -> None:
+        self.engine = engine
+        self.ctx = ctx or ActionContext()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self.actions: dict[str, Action] = {}
+        self.limits: dict[str, RateLimiter] = {}
+        for trig in engine.sensor.spec.triggers:
+            assert trig.template is not None
+            self.actions[trig.template.name] = make_action(trig.template, self.ctx)
+            self.limits[trig.template.name] = RateLimiter(trig.rate_limit, clock=clock, sleep=sleep)
+
+    async def _attempts(self, action: Action, firing: Firing, plan: RetryPlan) -> tuple[ActionResult, int]:
+        delays = plan.delays(self._rng)
+        result = ActionResult(False, "not run")
+        for attempt in range(plan.steps):
+            try:
+                result = await action.execute(firing)
+            except ArgoEventsError as err:
+                result = ActionResult(False, str(err), retryable=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # an action bug must not kill the sensor loop
+                log.exception("sensor %s trigger %s firing %s: action crashed", firing.sensor, firing.trigger, firing.id)
+                result = ActionResult(False, f"{type(err).__name__}: {err}")
+            if result.ok:
+                return result, attempt + 1
+            log.warning("sensor %s trigger %s firing %s: attempt %d/%d failed: %s", firing.sensor, firing.trigger,
+                        firing.id, attempt + 1, plan.steps, result.detail)
+            if not result.retryable or attempt == plan.steps - 1:
+                return result, attempt + 1
+            await self._sleep(delays[attempt])
+        return result, plan.steps
+
+    async def run(self, firing: Firing) -> Outcome:
+        spec = firing.trigger_spec
+        action = self.actions.get(firing.trigger) or make_action(firing.template, self.ctx)
+        limiter = self.limits.get(firing.trigger)
+        if limiter is not None:
+            waited = await limiter.wait()
+            if waited:
+                log.info("sensor %s trigger %s firing %s: rate limit, waited %.3fs", firing.sensor, firing.trigger,
+                         firing.id, waited)
+        # Action bodies are re-read from the firing: trigger-level parameters may have changed them.
+        if firing.template.kind != action.kind and not isinstance(action, (UnsupportedAction, _Broken)):
+            action = make_action(firing.template, self.ctx)
+        result, attempts = await self._attempts(action, firing, RetryPlan.of(spec.retry_strategy if spec else None))
+        if result.ok:
+            log.info("sensor %s trigger %s firing %s: ok after %d attempt(s): %s", firing.sensor, firing.trigger,
+                     firing.id, attempts, result.detail)
+            return Outcome(firing.id, firing.trigger, True, attempts, result.detail)
+        log.error("sensor %s trigger %s firing %s: failed after %d attempt(s): %s", firing.sensor, firing.trigger,
+                  firing.id, attempts, result.detail)
+        dlq_result = None
+        if spec is not None and spec.dlq_trigger is not None and spec.at_least_once:
+            dlq = self.engine.dlq_firing(firing)
+            if dlq is not None:
+                dlq_action = make_action(dlq.template, self.ctx)
+                dlq_result, _ = await self._attempts(dlq_action, dlq, RetryPlan.of(spec.dlq_trigger.retry_strategy))
+                log.warning("sensor %s trigger %s firing %s: dead-letter trigger %s: %s", firing.sensor,
+                            firing.trigger, firing.id, dlq.trigger, "ok" if dlq_result.ok else dlq_result.detail)
+        return Outcome(firing.id, firing.trigger, False, attempts, result.detail, dlq_result)
+
+    async def close(self) -> None:
+        for action in self.actions.values():
+            await action.close()
+        await self.ctx.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {name: action.kind for name, action in self.actions.items()}
