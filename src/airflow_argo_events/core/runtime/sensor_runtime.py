@@ -74,6 +74,7 @@ class SensorRuntime:
         clock: Callable[[], datetime] = utcnow,
         max_concurrent_actions: int = 16,
         engine: Engine | None = None,
+        ack_wait: float = 5.0,
     ) -> None:
         self.sensor = sensor
         self.name = sensor.metadata.name
@@ -84,6 +85,7 @@ class SensorRuntime:
         self.bucket = bucket or bucket_name(self.name)
         self._consumer_prefix = consumer_prefix or self.bucket
         self._batch = batch
+        self._ack_wait = ack_wait
         self._clock = clock
         self._store: StateStore | None = None
         self._doc: dict[str, Any] = {"engine": {}, "pending": {}, "recent": []}
@@ -117,8 +119,11 @@ class SensorRuntime:
         await self._load()
         for source, event in self.engine.listens_to():
             durable = durable_name(self._consumer_prefix, source, event)
-            self._subs.append(await self.bus.subscribe(durable, source, event, deliver=self._deliver,
-                                                       batch=self._batch))
+            # max_ack_pending = one batch: after a crash the unacked batch is redelivered
+            # (after ack_wait) before anything newer, so events keep their order.
+            self._subs.append(await self.bus.subscribe(
+                durable, source, event, deliver=self._deliver, batch=self._batch,
+                ack_wait=self._ack_wait, max_ack_pending=self._batch))
         pending = self._doc.get("pending") or {}
         if pending:
             log.warning("sensor %s: re-running %d firing(s) left in the journal", self.name, len(pending))
