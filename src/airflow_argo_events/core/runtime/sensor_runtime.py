@@ -94,6 +94,8 @@ class SensorRuntime:
         self._subs: list[Subscription] = []
         self._actions: set[asyncio.Task[None]] = set()
         self._action_slots = asyncio.Semaphore(max_concurrent_actions)
+        self._finished: set[str] = set()
+        self._flush = asyncio.Event()
         self.instance = uuid.uuid4().hex[:12]
         self._running: set[str] = set()
         self.stats = {"events": 0, "skipped": 0, "firings": 0, "malformed": 0, "conflicts": 0}
@@ -119,11 +121,11 @@ class SensorRuntime:
         await self._load()
         for source, event in self.engine.listens_to():
             durable = durable_name(self._consumer_prefix, source, event)
-            # max_ack_pending = one batch: after a crash the unacked batch is redelivered
-            # (after ack_wait) before anything newer, so events keep their order.
+            # max_ack_pending bounds what is in flight: after a crash those unacked messages
+            # are redelivered (after ack_wait) before anything newer, so events keep their order.
             self._subs.append(await self.bus.subscribe(
                 durable, source, event, deliver=self._deliver, batch=self._batch,
-                ack_wait=self._ack_wait, max_ack_pending=self._batch))
+                ack_wait=self._ack_wait, max_ack_pending=self._batch * 2))
         pending = self._doc.get("pending") or {}
         if pending:
             log.warning("sensor %s: re-running %d firing(s) left in the journal", self.name, len(pending))
@@ -140,6 +142,7 @@ class SensorRuntime:
             await self.start()
         queue: asyncio.Queue[list[Delivery]] = asyncio.Queue(maxsize=4)
         fetchers = [asyncio.create_task(self._fetch(sub, queue, stop)) for sub in self._subs]
+        fetchers.append(asyncio.create_task(self._flusher()))
         stopper = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
@@ -158,11 +161,20 @@ class SensorRuntime:
             await asyncio.gather(*fetchers, stopper, return_exceptions=True)
 
     async def close(self, drain_timeout: float = 30.0) -> None:
-        """Wait for running actions (bounded), then release the consumers (they stay durable)."""
+        """Wait for running actions (bounded), store the journal, release the consumers (they stay durable)."""
         if self._actions:
             _, late = await asyncio.wait(self._actions, timeout=drain_timeout)
             for t in late:
                 t.cancel()
+        if self._finished:
+            flusher = asyncio.create_task(self._flusher())
+            self._flush.set()
+            try:
+                await asyncio.wait_for(self.flush(), timeout=drain_timeout)
+            except asyncio.TimeoutError:
+                log.warning("sensor %s: journal not stored before stop; firings will re-run", self.name)
+            finally:
+                flusher.cancel()
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -225,7 +237,8 @@ class SensorRuntime:
     async def _apply(self, batch: list[Delivery]) -> tuple[list[Firing], list[Delivery]]:
         recent = list(self._doc.get("recent") or [])
         recent_set = set(recent)
-        pending = dict(self._doc.get("pending") or {})
+        done = set(self._finished)
+        pending = {k: v for k, v in (self._doc.get("pending") or {}).items() if k not in done}
         firings: list[Firing] = []
         for d in batch:
             ev = d.event
@@ -246,6 +259,7 @@ class SensorRuntime:
                 firings.append(f)
         doc = {"engine": self.engine.snapshot(), "pending": pending, "recent": recent[-RECENT_IDS:]}
         await self._write(doc)  # (1)(2)
+        self._finished -= done
         self.stats["firings"] += len(firings)
         return firings, batch
 
@@ -265,27 +279,43 @@ class SensorRuntime:
                 raise  # stays in the journal (3)
             except Exception:
                 log.exception("sensor %s trigger %s firing %s: executor crashed", self.name, firing.trigger, firing.id)
-        await self._done(firing.id)
         self._running.discard(firing.id)
+        await self._done(firing.id)
 
     async def _done(self, firing_id: str) -> None:
+        """Mark a firing finished; the journal entry goes in the next write (3), coalesced."""
+        self._finished.add(firing_id)
+        self._flush.set()
+
+    async def _flusher(self) -> None:
         pause = 0.1
         while True:
-            async with self._lock:
-                pending = dict(self._doc.get("pending") or {})
-                if firing_id not in pending:
-                    return
-                pending.pop(firing_id)
-                try:
-                    await self._write({**self._doc, "pending": pending})  # (3)
-                    return
-                except StateConflict:
-                    await self._reload_or_wait()
-                    continue
-                except EventBusError as err:
-                    log.warning("sensor %s: cannot clear firing %s from journal (%s)", self.name, firing_id, err)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 5.0)
+            await self._flush.wait()
+            self._flush.clear()
+            while self._finished:
+                async with self._lock:
+                    done = set(self._finished)
+                    pending = {k: v for k, v in (self._doc.get("pending") or {}).items() if k not in done}
+                    try:
+                        if len(pending) != len(self._doc.get("pending") or {}):
+                            await self._write({**self._doc, "pending": pending})  # (3)
+                        self._finished -= done
+                        pause = 0.1
+                        continue
+                    except StateConflict:
+                        await self._reload_or_wait()
+                        continue
+                    except EventBusError as err:
+                        log.warning("sensor %s: cannot clear %d firing(s) from the journal (%s)", self.name,
+                                    len(done), err)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    async def flush(self) -> None:
+        """Wait until finished firings have left the stored journal."""
+        while self._finished:
+            self._flush.set()
+            await asyncio.sleep(0.01)
 
     def pending(self) -> dict[str, Any]:
         return dict(self._doc.get("pending") or {})
