@@ -183,3 +183,71 @@ class AirflowContract:
             self.runs[key] = body
             return 200, {"dag_run_id": body["dag_run_id"], "state": "queued", "run_type": "manual"}
         return 404, {"detail": "not found"}
+
+
+class FakeWebHDFS:
+    """A WebHDFS-protocol namenode (LISTSTATUS, GETFILESTATUS) over an in-memory tree, for the
+    ``hdfs`` package to talk to for real. Files: path -> {fileId, length, modificationTime, permission}."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, dict[str, Any]] = {}
+        self.next_id = 16386
+        self.server = RecordingServer(respond=self._respond)
+
+    def start(self) -> FakeWebHDFS:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    def put(self, path: str, length: int = 1, mtime: int = 1) -> None:
+        old = self.files.get(path)
+        self.files[path] = {"fileId": old["fileId"] if old else self._id(), "length": length,
+                            "modificationTime": mtime, "permission": "644"}
+
+    def move(self, src: str, dst: str) -> None:
+        self.files[dst] = self.files.pop(src)
+
+    def delete(self, path: str) -> None:
+        del self.files[path]
+
+    def _id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def _respond(self, r: Recorded) -> tuple[int, Any]:
+        from urllib.parse import parse_qs, urlsplit
+
+        parts = urlsplit(r.path)
+        q = {k.lower(): v[0] for k, v in parse_qs(parts.query).items()}
+        path = parts.path[len("/webhdfs/v1"):] or "/"
+        op = q.get("op", "").upper()
+        if op == "LISTSTATUS":
+            prefix = path.rstrip("/") + "/"
+            entries: dict[str, dict[str, Any]] = {}
+            for full, st in self.files.items():
+                if not full.startswith(prefix):
+                    continue
+                rest = full[len(prefix):]
+                name = rest.split("/")[0]
+                if "/" in rest:
+                    entries[name] = {"pathSuffix": name, "type": "DIRECTORY", "fileId": 1, "length": 0,
+                                     "modificationTime": 0, "permission": "755"}
+                else:
+                    entries[name] = {"pathSuffix": name, "type": "FILE", **st}
+            if not entries and not any(f.startswith(prefix) for f in self.files) and path != "/":
+                return 404, {"RemoteException": {"exception": "FileNotFoundException",
+                                                 "javaClassName": "java.io.FileNotFoundException",
+                                                 "message": f"File {path} does not exist."}}
+            return 200, {"FileStatuses": {"FileStatus": list(entries.values())}}
+        if op == "GETFILESTATUS":
+            if path in self.files:
+                return 200, {"FileStatus": {"pathSuffix": "", "type": "FILE", **self.files[path]}}
+            return 200, {"FileStatus": {"pathSuffix": "", "type": "DIRECTORY", "fileId": 1, "length": 0,
+                                        "modificationTime": 0, "permission": "755"}}
+        return 400, {"RemoteException": {"exception": "IllegalArgumentException", "message": f"op {op}"}}

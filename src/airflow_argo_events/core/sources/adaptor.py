@@ -1,0 +1,44 @@
+"""SourceEvent -> CloudEvent, as Argo's ``eventing.go``; and the per-event ``filter.expression``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_argo_events.core.events import Event, new_event
+from airflow_argo_events.core.sensor.expr import ExprError, ExprFilterProgram
+from airflow_argo_events.core.sensor.paths import MISSING, compile_path
+from airflow_argo_events.core.sources.base import SourceEvent
+from airflow_argo_events.core.spec.eventsource import EventConfig
+
+
+def to_event(cfg: EventConfig, raw: SourceEvent) -> Event:
+    """id = hex UUID (or the source's own), source = EventSource name, subject = event name, type = source type."""
+    return new_event(source=cfg.source, subject=cfg.name, type=cfg.type, data=raw.payload, id=raw.id,
+                     time=raw.time or datetime.now(timezone.utc))
+
+
+class EventFilter:
+    """An EventSource's ``filter.expression`` over the payload (names are GJSON paths, e.g. ``body.n > 5``)."""
+
+    def __init__(self, expression: str) -> None:
+        self.expression = expression
+        self.program = ExprFilterProgram(expression)
+        self.paths = {name: compile_path(name) for name in self.program._names}
+
+    def passes(self, payload: Any) -> bool:
+        values = {}
+        for name, get in self.paths.items():
+            v = get(payload)
+            if v is MISSING:
+                return False
+            values[name] = v
+        try:
+            return self.program.evaluate(values) is True
+        except ExprError:
+            return False
+
+
+def event_filter(cfg: EventConfig) -> EventFilter | None:
+    f = getattr(cfg.spec, "filter", None)
+    return EventFilter(f.expression) if f is not None and f.expression else None
