@@ -26,7 +26,14 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["software"],
             }
         ],
-        "hooks": [{"integration-name": INTEGRATION, "python-modules": ["airflow_argo_events.hooks.nats"]}],
+        "hooks": [{"integration-name": INTEGRATION, "python-modules": [
+            "airflow_argo_events.hooks.nats", "airflow_argo_events.hooks.kubernetes"]}],
+        "triggers": [{"integration-name": INTEGRATION, "python-modules": [
+            "airflow_argo_events.triggers.sensor", "airflow_argo_events.triggers.eventsource"]}],
+        "sensors": [{"integration-name": INTEGRATION, "python-modules": ["airflow_argo_events.sensors.event"]}],
+        "operators": [{"integration-name": INTEGRATION, "python-modules": [
+            "airflow_argo_events.operators.publish", "airflow_argo_events.operators.action"]}],
+        "queues": ["airflow_argo_events.queues.nats.NatsMessageQueueProvider"],
         "connection-types": [
             {"connection-type": "nats", "hook-class-name": "airflow_argo_events.hooks.nats.NatsHook",
              "hook-name": "NATS JetStream"}
