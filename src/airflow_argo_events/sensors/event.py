@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
@@ -16,8 +16,8 @@ from airflow_argo_events.triggers.sensor import SensorTrigger, build_sensor
 class EventSensor(BaseSensorOperator):
     """Waits for Argo-style dependencies and conditions; returns the firing to XCom.
 
-    Which events count: those published after the task first deferred (Argo's DeliverNew),
-    kept across task retries by a durable consumer named from the task instance; or, with
+    Which events count: those published after the task started waiting, kept across task
+    retries by a durable consumer named from the task instance; or, with
     ``since``, everything in the stream's history from that time (a datetime, an ISO string
     or ``"data_interval_start"``).
 
@@ -65,7 +65,10 @@ class EventSensor(BaseSensorOperator):
     def _trigger(self, context: Any) -> SensorTrigger:
         ti = context["ti"]
         ident = short_hash(ti.dag_id, ti.task_id, ti.run_id, str(getattr(ti, "map_index", -1)))
-        deliver = "new"
+        # "new" means new since this task started waiting, not since the triggerer got to it:
+        # the durable consumer starts at the task's start time (a retry resumes the same one).
+        started = getattr(ti, "start_date", None) or datetime.now(timezone.utc)
+        deliver = started.isoformat()
         if self.since == "data_interval_start":
             start = context.get("data_interval_start") or context.get("logical_date")
             deliver = start.isoformat() if start else "all"
@@ -116,8 +119,8 @@ async def _forget(trigger: SensorTrigger) -> None:
     from airflow_argo_events.hooks.nats import NatsHook
 
     sensor = parse_manifest(trigger.sensor, None, "Sensor")
-    bucket = trigger.state_name()
     async with NatsHook(trigger.nats_conn_id).get_async_conn() as bus:
+        bucket = trigger.state_name(bus.stream.name)
         from airflow_argo_events.core.sensor.engine import Engine
 
         for source, event in Engine(sensor).listens_to():

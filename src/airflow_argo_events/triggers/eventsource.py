@@ -9,9 +9,11 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_argo_events.core.events import Event
+from airflow_argo_events.core.runtime.eventsource_runtime import EventSourceRuntime
 from airflow_argo_events.core.exceptions import SpecError
 from airflow_argo_events.core.spec.eventsource import EventSource
 from airflow_argo_events.core.spec.loader import parse_manifest
+from airflow_argo_events.hooks.nats import NatsHook
 from airflow_argo_events.triggers._common import manifest_dict
 
 
@@ -51,8 +53,6 @@ class EventSourceTrigger(BaseEventTrigger):
                 {"eventsource": self.eventsource, "event_name": self.event_name, "nats_conn_id": self.nats_conn_id})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_argo_events.core.runtime.eventsource_runtime import EventSourceRuntime
-
         es = parse_manifest(self.eventsource, None, "EventSource")
         queue: asyncio.Queue[Event] = asyncio.Queue()
 
@@ -61,8 +61,6 @@ class EventSourceTrigger(BaseEventTrigger):
 
         stop = asyncio.Event()
         if self.nats_conn_id:
-            from airflow_argo_events.hooks.nats import NatsHook
-
             async with NatsHook(self.nats_conn_id).get_async_conn() as bus:
                 rt = EventSourceRuntime(es, bus, only=[self.event_name], on_event=emitted)
                 async for ev in self._drive(rt, queue, stop):
@@ -75,6 +73,7 @@ class EventSourceTrigger(BaseEventTrigger):
     @staticmethod
     async def _drive(rt: Any, queue: asyncio.Queue[Event], stop: asyncio.Event) -> AsyncIterator[TriggerEvent]:
         task = asyncio.create_task(rt.run(stop))
+        getter: asyncio.Future[Event] | None = None
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
@@ -85,5 +84,7 @@ class EventSourceTrigger(BaseEventTrigger):
                     return
                 yield TriggerEvent(getter.result().to_json())
         finally:
+            if getter is not None:
+                getter.cancel()
             stop.set()
             await asyncio.gather(task, return_exceptions=True)

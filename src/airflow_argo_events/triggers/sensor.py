@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
+from airflow.sdk.bases.hook import BaseHook
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_argo_events.core.actions.airflow_dagrun import AirflowDagRunAction
@@ -17,6 +18,7 @@ from airflow_argo_events.core.runtime.sensor_runtime import SensorRuntime
 from airflow_argo_events.core.sensor.engine import Firing
 from airflow_argo_events.core.spec.loader import parse_manifest
 from airflow_argo_events.core.spec.sensor import Sensor
+from airflow_argo_events.hooks.nats import NatsHook
 from airflow_argo_events.triggers._common import firing_payload, manifest_dict, short_hash
 
 log = logging.getLogger(__name__)
@@ -125,10 +127,11 @@ class SensorTrigger(BaseEventTrigger):
             },
         )
 
-    def state_name(self) -> str:
-        """Names the KV bucket and durable consumers: stable for the same sensor and trigger."""
+    def state_name(self, stream: str) -> str:
+        """Names the KV bucket and durable consumers: stable for the same sensor, trigger and stream
+        (a sensor on another stream is another sensor, with state of its own)."""
         base = f"{self.state_prefix or 'airflow'}-{self.sensor['metadata']['name']}"
-        return f"{base}-{short_hash(base, self.trigger or '*')}"
+        return f"{base}-{short_hash(base, self.trigger or '*', stream)}"
 
     def _deliver_from(self) -> Any:
         if self.deliver in ("new", "all"):
@@ -136,30 +139,32 @@ class SensorTrigger(BaseEventTrigger):
         return datetime.fromisoformat(self.deliver)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_argo_events.hooks.nats import NatsHook
-
         sensor = parse_manifest(self.sensor, None, "Sensor")
         settings, stream = await NatsHook(self.nats_conn_id).aget_settings()
         queue: asyncio.Queue[tuple[Firing, asyncio.Future[bool]]] = asyncio.Queue()
         dag_runs = await self._dag_run_action() if self.dag_id else None
 
+        create_lock = asyncio.Lock()
+
         async def execute(firing: Firing) -> None:
             if dag_runs is not None:
-                result = await dag_runs.execute(_for_dag(firing, self.dag_id or "", self.airflow_conn_id or ""))
-                if not result.ok:
-                    log.error("firing %s: DAG run for %s not created: %s", firing.id, self.dag_id, result.detail)
+                # One creation at a time (the API's database, SQLite above all, dislikes bursts of
+                # concurrent writes); retried with backoff while the API answers 5xx or is away.
+                async with create_lock:
+                    await self._create_dag_run(dag_runs, firing)
             done = asyncio.get_running_loop().create_future()
             await queue.put((firing, done))
             await done  # the journal entry stays until the triggerer has taken the event
 
         async with EventBus(settings, stream) as bus:
-            bucket = self.state_name()
+            bucket = self.state_name(bus.stream.name)
             runtime = SensorRuntime(sensor, bus, execute, deliver=self._deliver_from(), bucket=bucket,
                                     consumer_prefix=bucket)
             await runtime.start()
             stop = asyncio.Event()
             task = asyncio.create_task(runtime.run(stop))
             fired = 0
+            getter: asyncio.Future[Any] | None = None
             try:
                 while True:
                     getter = asyncio.ensure_future(queue.get())
@@ -175,16 +180,31 @@ class SensorTrigger(BaseEventTrigger):
                     if self.max_firings and fired >= self.max_firings:
                         return
             finally:
+                if getter is not None:
+                    getter.cancel()
                 stop.set()
                 await asyncio.gather(task, return_exceptions=True)
                 await runtime.close(drain_timeout=5)
                 if dag_runs is not None:
                     await dag_runs.ctx.close()
 
+    async def _create_dag_run(self, action: AirflowDagRunAction, firing: Firing) -> None:
+        pause = 0.5
+        for attempt in range(1, 41):
+            result = await action.execute(_for_dag(firing, self.dag_id or "", self.airflow_conn_id or ""))
+            if result.ok:
+                return
+            if not result.retryable:
+                log.error("firing %s: DAG run for %s not created: %s", firing.id, self.dag_id, result.detail)
+                return
+            log.warning("firing %s: DAG run for %s not created yet (attempt %d): %s", firing.id, self.dag_id,
+                        attempt, result.detail)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 15.0)
+        log.error("firing %s: gave up creating a run of %s", firing.id, self.dag_id)
+
     async def _dag_run_action(self) -> AirflowDagRunAction:
         async def resolve(conn_id: str) -> tuple[str, str | None, str | None]:
-            from airflow.sdk.bases.hook import BaseHook
-
             conn = await BaseHook.aget_connection(conn_id)
             scheme = conn.schema if conn.schema in ("http", "https") else "http"
             host = conn.host or "localhost"

@@ -82,7 +82,7 @@ class SensorRuntime:
         self.engine = engine or Engine(sensor)
         self._execute = execute
         self._deliver = deliver
-        self.bucket = bucket or bucket_name(self.name)
+        self.bucket = bucket or bucket_name(f"{self.name}-{bus.stream.name}")
         self._consumer_prefix = consumer_prefix or self.bucket
         self._batch = batch
         self._ack_wait = ack_wait
