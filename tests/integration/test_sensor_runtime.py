@@ -155,8 +155,12 @@ async def test_malformed_messages_do_not_stop_the_sensor(bus: EventBus):
 async def test_two_replicas_share_state_without_double_firing(nats_settings: NatsSettings, stream: StreamSettings):
     sensor = and_sensor(unique_name("s"))
     got = Collector()
-    async with EventBus(nats_settings, stream) as bus:
-        async with running(sensor, bus, got) as r1, running(sensor, bus, got):
+    from dataclasses import replace
+
+    # Replicas are separate processes in production: give each its own connection.
+    other = replace(nats_settings, name="replica-2")
+    async with EventBus(nats_settings, stream) as bus, EventBus(other, stream) as bus2:
+        async with running(sensor, bus, got) as r1, running(sensor, bus2, got):
             for i in range(30):
                 await bus.publish(ev("order", id=f"o{i}"))
                 await bus.publish(ev("pay", {"ok": True}, id=f"p{i}"))

@@ -231,7 +231,7 @@ class SensorRuntime:
             return
         # A write whose reply was lost may have stored our firings: run the ones that are ours.
         for fid, rec in (self._doc.get("pending") or {}).items():
-            if rec.get("owner") == self.instance and fid not in self._running:
+            if rec.get("owner") == self.instance and fid not in self._running and fid not in self._finished:
                 self._spawn(self.engine.build_firing(rec["trigger"], _events(rec)))
 
     async def _apply(self, batch: list[Delivery]) -> tuple[list[Firing], list[Delivery]]:
