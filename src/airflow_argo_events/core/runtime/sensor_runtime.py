@@ -75,6 +75,7 @@ class SensorRuntime:
         max_concurrent_actions: int = 16,
         engine: Engine | None = None,
         ack_wait: float = 5.0,
+        on_processed: Callable[[list[tuple[Any, list[str], list[Firing]]]], None] | None = None,
     ) -> None:
         self.sensor = sensor
         self.name = sensor.metadata.name
@@ -86,6 +87,7 @@ class SensorRuntime:
         self._consumer_prefix = consumer_prefix or self.bucket
         self._batch = batch
         self._ack_wait = ack_wait
+        self._on_processed = on_processed
         self._clock = clock
         self._store: StateStore | None = None
         self._doc: dict[str, Any] = {"engine": {}, "pending": {}, "recent": []}
@@ -240,6 +242,7 @@ class SensorRuntime:
         done = set(self._finished)
         pending = {k: v for k, v in (self._doc.get("pending") or {}).items() if k not in done}
         firings: list[Firing] = []
+        observed: list[tuple[Any, list[str], list[Firing]]] = []
         for d in batch:
             ev = d.event
             if ev is None:
@@ -253,13 +256,20 @@ class SensorRuntime:
             recent.append(ev.id)
             recent_set.add(ev.id)
             self.stats["events"] += 1
-            for f in self.engine.process(ev, self._clock()):
+            if self.engine.explain is not None:
+                self.engine.explain.clear()
+            fired = self.engine.process(ev, self._clock())
+            for f in fired:
                 pending[f.id] = {"trigger": f.trigger, "owner": self.instance,
                                  "events": {k: e.to_json() for k, e in f.events.items()}}
                 firings.append(f)
+            if self._on_processed is not None:
+                observed.append((ev, list(self.engine.explain or []), fired))
         doc = {"engine": self.engine.snapshot(), "pending": pending, "recent": recent[-RECENT_IDS:]}
         await self._write(doc)  # (1)(2)
         self._finished -= done
+        if self._on_processed is not None:
+            self._on_processed(observed)
         self.stats["firings"] += len(firings)
         return firings, batch
 
