@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import nats  # noqa: E402
 from _common import bench_nats, ratio, summary_ms  # noqa: E402
-from nats.js import api  # noqa: E402
 
 from airflow_argo_events.core.bus import EventBus, NatsSettings, StreamSettings  # noqa: E402
 from airflow_argo_events.core.events import new_event  # noqa: E402

@@ -47,6 +47,13 @@ def airflow(tmp_path_factory, nats_url, stream_name):
     inst.stop()
     if pg:
         pg[1]()
+    from airflow_argo_events.testing.plugin import delete_streams
+
+    async def clean() -> None:
+        async with EventBus(NatsSettings.from_url(nats_url), StreamSettings(name=stream_name), ensure=False) as bus:
+            await delete_streams(bus, lambda name: stream_name in name)
+
+    asyncio.run(clean())
 
 
 def publish(nats_url, stream, events):
@@ -75,10 +82,10 @@ def parse_ts(text):
 def test_producers_and_consumer_one_run_per_pair(airflow):
     for n in (1, 2):
         airflow.trigger("producer_a", {"n": n})
-        airflow.wait_for(lambda: all(r[1] == "success" for r in airflow.runs("producer_a")) and
+        airflow.wait_for(lambda n=n: all(r[1] == "success" for r in airflow.runs("producer_a")) and
                          len(airflow.runs("producer_a")) == n, timeout=90, what="producer_a")
         airflow.trigger("producer_b", {"n": n})
-        airflow.wait_for(lambda: len(airflow.runs("consumer")) == n, timeout=90, what=f"consumer run {n}")
+        airflow.wait_for(lambda n=n: len(airflow.runs("consumer")) == n, timeout=90, what=f"consumer run {n}")
     runs = airflow.wait_for(lambda: [r for r in airflow.runs("consumer") if r[1] == "success"] if all(
         r[1] == "success" for r in airflow.runs("consumer")) else None, timeout=90, what="consumer success")
     assert len(runs) == 2
@@ -141,10 +148,10 @@ def test_latency_rest_path_vs_plain_asset_watcher(airflow, nats_url, stream_name
     for i in range(8):
         before_b, before_p = len(airflow.runs("burst_target")), len(airflow.runs("plain_consumer"))
         (t_b,) = publish(nats_url, stream_name, [ev("burst", {"lat": i})])
-        runs = airflow.wait_for(lambda: airflow.runs("burst_target")[before_b:], timeout=60, what="rest run")
+        runs = airflow.wait_for(lambda b=before_b: airflow.runs("burst_target")[b:], timeout=60, what="rest run")
         rest.append((parse_ts(runs[0][3]) - t_b).total_seconds() if runs[0][3] else None)
         (t_p,) = publish(nats_url, stream_name, [ev("plain", {"lat": i})])
-        runs = airflow.wait_for(lambda: airflow.runs("plain_consumer")[before_p:], timeout=60, what="asset run")
+        runs = airflow.wait_for(lambda b=before_p: airflow.runs("plain_consumer")[b:], timeout=60, what="asset run")
         plain.append((parse_ts(runs[0][3]) - t_p).total_seconds() if runs[0][3] else None)
         time.sleep(1.5)
     rest = [x for x in rest if x is not None]

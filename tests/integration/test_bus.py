@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from airflow_argo_events.core.bus import EventBus, NatsSettings, StateConflict, StreamSettings, durable_name
+from airflow_argo_events.core.bus import EventBus, NatsSettings, StateConflict, StreamSettings
 from airflow_argo_events.core.bus.connection import pool_size, shared_connection
 from airflow_argo_events.core.events import new_event
 from airflow_argo_events.core.exceptions import BusUnavailableError, EventBusError

@@ -21,8 +21,9 @@ def test_provider_info_matches_distribution():
 
 
 def test_provider_info_passes_airflows_schema():
-    import jsonschema
     from importlib.resources import files
+
+    import jsonschema
 
     schema = json.loads(files("airflow").joinpath("provider_info.schema.json").read_text())
     jsonschema.validate(get_provider_info(), schema)

@@ -84,7 +84,7 @@ async def test_fires_and_persists_state(bus: EventBus):
 async def test_state_survives_restart(bus: EventBus):
     sensor = and_sensor(unique_name("s"))
     got = Collector()
-    async with running(sensor, bus, got) as rt:
+    async with running(sensor, bus, got):
         await bus.publish(ev("order", id="o1"))
         await until(lambda: len(got.firings) == 1)
     # a new process: the saved 'a' event comes back from KV
@@ -100,7 +100,7 @@ async def test_events_published_while_down_are_consumed_after_restart(bus: Event
     sensor = and_sensor(unique_name("s"))
     got = Collector()
     async with running(sensor, bus, got) as rt:
-        pass
+        assert rt.stats["events"] == 0
     for i in range(5):
         await bus.publish(ev("order", id=f"o{i}"))
     async with running(sensor, bus, got):

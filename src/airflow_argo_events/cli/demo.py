@@ -216,8 +216,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  firing {r['key']}: {json.dumps(r['body'])}")
     print("  Why: (dep01 || dep02) && dep03 needs a payment >= 100 plus a confirmed order or a CSV file; "
           "the first payment (40) and the pending order were filtered out.")
-    print(f"  Next: argo-events sensor test examples/sensors/trigger-conditions.yaml "
-          f"--events examples/events/trigger-conditions.jsonl --explain")
+    print("  Next: argo-events sensor test examples/sensors/trigger-conditions.yaml "
+          "--events examples/events/trigger-conditions.jsonl --explain")
     ok = c["firings"] == 2 and len(received) == 2
     if not ok:
         print(n.c(RED, "  unexpected outcome: expected 2 firings and 2 action calls"), file=sys.stderr)

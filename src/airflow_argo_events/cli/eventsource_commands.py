@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
-import sys
 
+from airflow_argo_events.cli.common import EXIT_INVALID, live_logging, load_or_report, run_until_signal
 from airflow_argo_events.cli.nats_target import nats_target
 from airflow_argo_events.core.bus import EventBus, StreamSettings
-from airflow_argo_events.core.exceptions import ArgoEventsError, SpecError
 from airflow_argo_events.core.runtime.eventsource_runtime import EventSourceRuntime
-from airflow_argo_events.core.spec.loader import load_one
 
 log = logging.getLogger("airflow_argo_events.eventsource")
 
@@ -29,21 +26,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.getLogger("airflow_argo_events").setLevel(logging.INFO)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr,
-                        force=True)
-    try:
-        es = load_one(args.file, "EventSource")
-    except SpecError as err:
-        for line in err.lines():
-            print(line, file=sys.stderr)
-        return 2
+    live_logging()
+    es = load_or_report(args.file, "EventSource")
+    if es is None:
+        return EXIT_INVALID
 
-    async def go() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def main(stop: asyncio.Event) -> None:
         with nats_target(args.nats) as settings:
             async with EventBus(settings, StreamSettings(name=args.stream)) as bus:
                 rt = EventSourceRuntime(es, bus, only=args.event)
@@ -52,9 +40,4 @@ def run(args: argparse.Namespace) -> int:
                 await rt.run(stop)
                 log.info("eventsource %s: stopped after %d event(s)", es.metadata.name, rt.count)
 
-    try:
-        asyncio.run(go())
-    except ArgoEventsError as err:
-        print(str(err), file=sys.stderr)
-        return 1
-    return 0
+    return run_until_signal(main)

@@ -7,12 +7,10 @@ import json
 import sys
 from typing import TextIO
 
+from airflow_argo_events.cli.common import EXIT_INVALID, load_or_report
 from airflow_argo_events.core.events import event_from_json
-from airflow_argo_events.core.exceptions import EventDecodeError, SpecError
+from airflow_argo_events.core.exceptions import EventDecodeError
 from airflow_argo_events.core.sensor.engine import Engine
-from airflow_argo_events.core.spec.loader import load_one
-
-EXIT_INVALID = 2
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,11 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_test(args: argparse.Namespace) -> int:
-    try:
-        sensor = load_one(args.sensor, "Sensor")
-    except SpecError as err:
-        for line in err.lines():
-            print(line, file=sys.stderr)
+    sensor = load_or_report(args.sensor, "Sensor")
+    if sensor is None:
         return EXIT_INVALID
     engine = Engine(sensor, explain=args.explain)
     stream: TextIO = sys.stdin if args.events == "-" else open(args.events)  # noqa: SIM115

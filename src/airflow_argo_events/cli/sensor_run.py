@@ -5,16 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
-import sys
 
+from airflow_argo_events.cli.common import EXIT_INVALID, live_logging, load_or_report, run_until_signal
 from airflow_argo_events.cli.nats_target import nats_target
 from airflow_argo_events.core.actions.base import ActionContext
 from airflow_argo_events.core.actions.executor import ActionRunner
 from airflow_argo_events.core.bus import EventBus, StreamSettings
-from airflow_argo_events.core.exceptions import ArgoEventsError, SpecError
 from airflow_argo_events.core.runtime.sensor_runtime import SensorRuntime
-from airflow_argo_events.core.spec.loader import load_one
 
 log = logging.getLogger("airflow_argo_events.sensor")
 
@@ -40,22 +37,12 @@ def k8s_context() -> ActionContext:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.getLogger("airflow_argo_events").setLevel(logging.INFO)
-    if not logging.getLogger().handlers or logging.getLogger().level > logging.INFO:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr,
-                            force=True)
-    try:
-        sensor = load_one(args.file, "Sensor")
-    except SpecError as err:
-        for line in err.lines():
-            print(line, file=sys.stderr)
-        return 2
+    live_logging()
+    sensor = load_or_report(args.file, "Sensor")
+    if sensor is None:
+        return EXIT_INVALID
 
-    async def go() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def main(stop: asyncio.Event) -> None:
         with nats_target(args.nats) as settings:
             async with EventBus(settings, StreamSettings(name=args.stream)) as bus:
                 runner: ActionRunner | None = None
@@ -69,14 +56,7 @@ def run(args: argparse.Namespace) -> int:
                 await runtime.start()
                 log.info("sensor %s: listening on %s (%s)", sensor.metadata.name,
                          ", ".join(s.subject for s in runtime._subs), settings.describe())
-                watcher = None
-                if args.max_events:
-                    async def watch() -> None:
-                        while runtime.stats["events"] < args.max_events:
-                            await asyncio.sleep(0.05)
-                        await asyncio.sleep(0.2)
-                        stop.set()
-                    watcher = asyncio.create_task(watch())
+                watcher = asyncio.create_task(_stop_after(runtime, args.max_events, stop)) if args.max_events else None
                 try:
                     await runtime.run(stop)
                 finally:
@@ -86,9 +66,11 @@ def run(args: argparse.Namespace) -> int:
                     await runner.close()
                 log.info("sensor %s: stopped; %s", sensor.metadata.name, runtime.stats)
 
-    try:
-        asyncio.run(go())
-    except ArgoEventsError as err:
-        print(str(err), file=sys.stderr)
-        return 1
-    return 0
+    return run_until_signal(main)
+
+
+async def _stop_after(runtime: SensorRuntime, n: int, stop: asyncio.Event) -> None:
+    while runtime.stats["events"] < n:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    stop.set()

@@ -81,10 +81,22 @@ if pytest_asyncio is not None:
         settings = StreamSettings(name=unique_name("s"), replicas=1)
         yield settings
         async with EventBus(nats_settings, settings, ensure=False) as bus:
-            try:
-                await bus.js.delete_stream(settings.name)
-            except Exception:
-                pass
+            await delete_streams(bus, lambda name: name == settings.name or settings.name in name)
+
+    async def delete_streams(bus: EventBus, match: Callable[[str], bool]) -> int:
+        """Delete the streams (and KV buckets, which are streams named KV_...) a test left behind."""
+        deleted = 0
+        while True:
+            infos = await bus.js.streams_info()
+            names = [i.config.name for i in infos if match(i.config.name)]
+            for name in names:
+                try:
+                    await bus.js.delete_stream(name)
+                    deleted += 1
+                except Exception:
+                    pass
+            if len(infos) < 256 or not names:  # the server pages stream lists by 256
+                return deleted
 
     @pytest_asyncio.fixture
     async def bus(nats_settings: NatsSettings, stream: StreamSettings) -> AsyncIterator[EventBus]:

@@ -9,8 +9,8 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_argo_events.core.events import Event
-from airflow_argo_events.core.runtime.eventsource_runtime import EventSourceRuntime
 from airflow_argo_events.core.exceptions import SpecError
+from airflow_argo_events.core.runtime.eventsource_runtime import EventSourceRuntime
 from airflow_argo_events.core.spec.eventsource import EventSource
 from airflow_argo_events.core.spec.loader import parse_manifest
 from airflow_argo_events.hooks.nats import NatsHook

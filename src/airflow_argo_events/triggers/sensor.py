@@ -131,7 +131,7 @@ class SensorTrigger(BaseEventTrigger):
         """Names the KV bucket and durable consumers: stable for the same sensor, trigger and stream
         (a sensor on another stream is another sensor, with state of its own)."""
         base = f"{self.state_prefix or 'airflow'}-{self.sensor['metadata']['name']}"
-        return f"{base}-{short_hash(base, self.trigger or '*', stream)}"
+        return f"{base}-{stream}-{short_hash(base, self.trigger or '*', stream)}"
 
     def _deliver_from(self) -> Any:
         if self.deliver in ("new", "all"):
@@ -145,6 +145,7 @@ class SensorTrigger(BaseEventTrigger):
         dag_runs = await self._dag_run_action() if self.dag_id else None
 
         create_lock = asyncio.Lock()
+        waiting: set[asyncio.Future[bool]] = set()
 
         async def execute(firing: Firing) -> None:
             if dag_runs is not None:
@@ -153,8 +154,12 @@ class SensorTrigger(BaseEventTrigger):
                 async with create_lock:
                     await self._create_dag_run(dag_runs, firing)
             done = asyncio.get_running_loop().create_future()
-            await queue.put((firing, done))
-            await done  # the journal entry stays until the triggerer has taken the event
+            waiting.add(done)
+            try:
+                await queue.put((firing, done))
+                await done  # the journal entry stays until the triggerer has taken the event
+            finally:
+                waiting.discard(done)
 
         async with EventBus(settings, stream) as bus:
             bucket = self.state_name(bus.stream.name)
@@ -182,6 +187,8 @@ class SensorTrigger(BaseEventTrigger):
             finally:
                 if getter is not None:
                     getter.cancel()
+                for fut in list(waiting):  # not handed over: they stay in the journal for the next run
+                    fut.cancel()
                 stop.set()
                 await asyncio.gather(task, return_exceptions=True)
                 await runtime.close(drain_timeout=5)

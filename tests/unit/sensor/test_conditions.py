@@ -75,5 +75,5 @@ def test_matches_python_boolean_reference(text):
     cond = Condition.parse(text)
     python = text.replace("&&", " and ").replace("||", " or ").replace("!", " not ")
     for values in itertools.product([False, True], repeat=len(NAMES)):
-        env = dict(zip(NAMES, values))
+        env = dict(zip(NAMES, values, strict=True))
         assert cond.evaluate(env) is eval(python, {}, env), (text, env)  # reference only, test data

@@ -17,7 +17,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
 from airflow_argo_events.core.bus.connection import shared_connection
-from airflow_argo_events.core.bus.consumer import Delivery, DeliverFrom, Subscription, durable_name
+from airflow_argo_events.core.bus.consumer import DeliverFrom, Delivery, Subscription, durable_name
 from airflow_argo_events.core.bus.kv import StateConflict, StateStore
 from airflow_argo_events.core.bus.settings import NatsSettings
 from airflow_argo_events.core.bus.stream import StreamSettings, ensure_stream

@@ -26,7 +26,14 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_argo_events.core.bus import Delivery, EventBus, StateConflict, StateStore, Subscription, durable_name
+from airflow_argo_events.core.bus import (
+    Delivery,
+    EventBus,
+    StateConflict,
+    StateStore,
+    Subscription,
+    durable_name,
+)
 from airflow_argo_events.core.bus.consumer import DeliverFrom
 from airflow_argo_events.core.events import event_from_json
 from airflow_argo_events.core.exceptions import EventBusError

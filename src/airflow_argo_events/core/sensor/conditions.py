@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Union
 
 _TOKEN = re.compile(r"\s*(?:(\(|\)|&&|\|\||!|&|\|)|([A-Za-z_][A-Za-z0-9_\-.]*))")
 
@@ -50,7 +49,7 @@ class Const:
     value: bool
 
 
-Node = Union[Name, Not, And, Or, Const]
+Node = Name | Not | And | Or | Const
 
 
 def canonical(name: str) -> str:

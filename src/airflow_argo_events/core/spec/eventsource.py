@@ -20,7 +20,13 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from airflow_argo_events.core.spec.base import ArgoModel, ConfigMapKeySelector, ObjectMeta, OpenModel, SecretKeySelector
+from airflow_argo_events.core.spec.base import (
+    ArgoModel,
+    ConfigMapKeySelector,
+    ObjectMeta,
+    OpenModel,
+    SecretKeySelector,
+)
 from airflow_argo_events.core.spec.durations import parse_duration
 from airflow_argo_events.core.spec.sensor import Backoff, BasicAuth, TLSConfig
 
