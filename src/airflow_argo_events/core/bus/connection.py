@@ -107,8 +107,12 @@ async def shared_connection(settings: NatsSettings) -> AsyncIterator[Client]:
         if entry.users == 0 and _POOL.get(key) is entry:
             del _POOL[key]
             if entry.client is not None and not entry.client.is_closed:
+                # Flush what we wrote (acks), then close: drain() would wait up to 30 s for
+                # pull subscriptions, which makes a cancelled trigger slow to go away.
                 with contextlib.suppress(Exception):
-                    await entry.client.drain()
+                    await entry.client.flush(timeout=2)
+                with contextlib.suppress(Exception):
+                    await entry.client.close()
 
 
 def pool_size() -> int:
