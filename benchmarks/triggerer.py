@@ -75,9 +75,8 @@ async def main() -> None:
                     raise RuntimeError(f"the trigger stopped: {solo.exception()!r}")
                 await asyncio.sleep(0.1)
             solo_lat = []
-            for k in range(20):
+            for _ in range(20):
                 t0 = time.perf_counter()
-                print("publish", k, file=sys.stderr, flush=True)
                 await bus.publish(new_event(source="bench", subject="solo", type="webhook", data={}))
                 await asyncio.wait_for(solo_q.get(), 30)
                 solo_lat.append(time.perf_counter() - t0)

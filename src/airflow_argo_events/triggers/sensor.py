@@ -190,7 +190,8 @@ class SensorTrigger(BaseEventTrigger):
                 for fut in list(waiting):  # not handed over: they stay in the journal for the next run
                     fut.cancel()
                 stop.set()
-                await asyncio.gather(task, return_exceptions=True)
+                if not (await asyncio.wait({task}, timeout=15))[0]:
+                    task.cancel()
                 await runtime.close(drain_timeout=5)
                 if dag_runs is not None:
                     await dag_runs.ctx.close()

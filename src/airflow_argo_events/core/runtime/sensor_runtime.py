@@ -82,6 +82,7 @@ class SensorRuntime:
         max_concurrent_actions: int = 16,
         engine: Engine | None = None,
         ack_wait: float = 5.0,
+        idle_poll: float = 10.0,
         on_processed: Callable[[list[tuple[Any, list[str], list[Firing]]]], None] | None = None,
     ) -> None:
         self.sensor = sensor
@@ -94,6 +95,9 @@ class SensorRuntime:
         self._consumer_prefix = consumer_prefix or self.bucket
         self._batch = batch
         self._ack_wait = ack_wait
+        # A pull request waits this long on the server when idle: long enough that 1,000
+        # idle sensors cost little CPU, short enough to notice a lost connection.
+        self._idle_poll = idle_poll
         self._on_processed = on_processed
         self._clock = clock
         self._store: StateStore | None = None
@@ -104,6 +108,7 @@ class SensorRuntime:
         self._actions: set[asyncio.Task[None]] = set()
         self._action_slots = asyncio.Semaphore(max_concurrent_actions)
         self._finished: set[str] = set()
+        self._stopping = False
         self._flush = asyncio.Event()
         self.instance = uuid.uuid4().hex[:12]
         self._running: set[str] = set()
@@ -151,7 +156,8 @@ class SensorRuntime:
             await self.start()
         queue: asyncio.Queue[list[Delivery]] = asyncio.Queue(maxsize=4)
         fetchers = [asyncio.create_task(self._fetch(sub, queue, stop)) for sub in self._subs]
-        fetchers.append(asyncio.create_task(self._flusher()))
+        self._stopping = False
+        flusher = asyncio.create_task(self._flusher())
         stopper = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
@@ -167,7 +173,12 @@ class SensorRuntime:
         finally:
             for t in (*fetchers, stopper):
                 t.cancel()
-            await asyncio.gather(*fetchers, stopper, return_exceptions=True)
+            # The flusher stores what finished, then returns: it is told, not cancelled.
+            self._stopping = True
+            self._flush.set()
+            _, late = await asyncio.wait({*fetchers, stopper, flusher}, timeout=10)
+            for t in late:
+                t.cancel()
 
     async def close(self, drain_timeout: float = 30.0) -> None:
         """Wait for running actions (bounded), store the journal, release the consumers (they stay durable)."""
@@ -176,6 +187,7 @@ class SensorRuntime:
             for t in late:
                 t.cancel()
         if self._finished:
+            self._stopping = True
             flusher = asyncio.create_task(self._flusher())
             self._flush.set()
             try:
@@ -193,7 +205,7 @@ class SensorRuntime:
         pause = 0.1
         while not stop.is_set():
             try:
-                got = await sub.fetch(self._batch, timeout=2.0)
+                got = await sub.fetch(self._batch, timeout=self._idle_poll)
                 pause = 0.1
             except asyncio.CancelledError:
                 raise
@@ -307,6 +319,8 @@ class SensorRuntime:
     async def _flusher(self) -> None:
         pause = 0.1
         while True:
+            if self._stopping and not self._finished:
+                return
             await self._flush.wait()
             self._flush.clear()
             while self._finished:
