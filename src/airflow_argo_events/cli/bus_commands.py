@@ -7,11 +7,11 @@ import asyncio
 import json
 import sys
 
+from airflow_argo_events.cli.common import run_async
 from airflow_argo_events.cli.nats_target import nats_target
 from airflow_argo_events.core.bus import EventBus, StreamSettings
 from airflow_argo_events.core.bus.consumer import durable_name
 from airflow_argo_events.core.events import new_event, new_event_id
-from airflow_argo_events.core.exceptions import ArgoEventsError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,12 +55,7 @@ def run_publish(args: argparse.Namespace) -> int:
         if result.duplicate:
             print(f"(duplicate of an event already in the stream: seq {result.seq})", file=sys.stderr)
 
-    try:
-        asyncio.run(go())
-    except ArgoEventsError as err:
-        print(str(err), file=sys.stderr)
-        return 1
-    return 0
+    return run_async(go)
 
 
 def run_tail(args: argparse.Namespace) -> int:
@@ -94,8 +89,4 @@ def run_tail(args: argparse.Namespace) -> int:
                     await sub.delete()
         return 0
 
-    try:
-        return asyncio.run(go())
-    except ArgoEventsError as err:
-        print(str(err), file=sys.stderr)
-        return 1
+    return run_async(go)

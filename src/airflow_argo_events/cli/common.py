@@ -32,8 +32,17 @@ def load_or_report(path: str, kind: str) -> Any | None:
         return None
 
 
+def run_async(main: Callable[[], Awaitable[int | None]]) -> int:
+    """Run ``main()``; its int is the exit status. Our errors become one line and exit 1."""
+    try:
+        return asyncio.run(main()) or 0  # type: ignore[arg-type]
+    except ArgoEventsError as err:
+        print(str(err), file=sys.stderr)
+        return 1
+
+
 def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
-    """Run ``main(stop)``; SIGINT/SIGTERM set ``stop``. Our errors become one line and exit 1."""
+    """Run ``main(stop)``; SIGINT/SIGTERM set ``stop``."""
 
     async def go() -> None:
         stop = asyncio.Event()
@@ -42,9 +51,4 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
             loop.add_signal_handler(sig, stop.set)
         await main(stop)
 
-    try:
-        asyncio.run(go())
-    except ArgoEventsError as err:
-        print(str(err), file=sys.stderr)
-        return 1
-    return 0
+    return run_async(go)
