@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--examples", default=None, help="folder with the demo manifests (default: examples/demo)")
     p.add_argument("--fast", action="store_true", help="no pauses between steps (for tests)")
     p.add_argument("--no-color", action="store_true")
+    p.add_argument("--airflow", action="store_true",
+                   help="run the Sensor in a real local Airflow (scheduler, triggerer, ...) and show its DAG runs")
     p.set_defaults(func=run)
 
 
@@ -68,27 +70,55 @@ class Narrator:
                               f"actions ok {c['actions_ok']}"))
 
 
-async def demo(args: argparse.Namespace, n: Narrator, workdir: Path) -> dict[str, Any]:
-    examples = find_examples(args.examples)
-    files_es = load_one(examples / "eventsource-files.yaml", "EventSource")
-    shop_es = load_one(examples / "eventsource-webhook.yaml", "EventSource")
-    sensor = load_one(examples / "sensor.yaml", "Sensor")
-    drop = workdir / "drop"
-    drop.mkdir()
-    port, action_port = free_port(), free_port()
-    # The manifests name a folder and ports; point them at this run's own.
-    files_doc = files_es.dump()
-    files_doc["spec"]["file"]["landed"]["watchPathConfig"]["directory"] = str(drop)
-    shop_doc = shop_es.dump()
-    for ev in shop_doc["spec"]["webhook"].values():
-        ev["port"] = str(port)
-    sensor_doc = sensor.dump()
-    sensor_doc["spec"]["triggers"][0]["template"]["http"]["url"] = f"http://127.0.0.1:{action_port}/process"
+def prepare(args: argparse.Namespace, workdir: Path, action_port: int) -> tuple[Any, Any, Any, Path, int]:
+    """The demo manifests, pointed at this run's own folder and ports."""
     from airflow_argo_events.core.spec.loader import parse_manifest
 
-    files_es = parse_manifest(files_doc, None, "EventSource")
-    shop_es = parse_manifest(shop_doc, None, "EventSource")
-    sensor = parse_manifest(sensor_doc, None, "Sensor")
+    examples = find_examples(args.examples)
+    files_doc = load_one(examples / "eventsource-files.yaml", "EventSource").dump()
+    shop_doc = load_one(examples / "eventsource-webhook.yaml", "EventSource").dump()
+    sensor_doc = load_one(examples / "sensor.yaml", "Sensor").dump()
+    drop = workdir / "drop"
+    drop.mkdir()
+    port = free_port()
+    files_doc["spec"]["file"]["landed"]["watchPathConfig"]["directory"] = str(drop)
+    for ev in shop_doc["spec"]["webhook"].values():
+        ev["port"] = str(port)
+    sensor_doc["spec"]["triggers"][0]["template"]["http"]["url"] = f"http://127.0.0.1:{action_port}/process"
+    return (parse_manifest(files_doc, None, "EventSource"), parse_manifest(shop_doc, None, "EventSource"),
+            parse_manifest(sensor_doc, None, "Sensor"), drop, port)
+
+
+async def scenario(n: Narrator, port: int, drop: Path, pause: float) -> None:
+    """The user's side: webhooks and a file, with what each should do."""
+    async with aiohttp.ClientSession() as http:
+        async def post(path: str, body: dict[str, Any]) -> None:
+            async with http.post(f"http://127.0.0.1:{port}{path}", json=body) as resp:
+                n.line(f"{n.c(BOLD, 'you')}: POST {path} {json.dumps(body)} -> {resp.status}")
+
+        steps: list[tuple[str, Any]] = [
+            ("a payment of 40 (below the filter)", ("/payment", {"amount": 40, "currency": "eur"})),
+            ("an order still pending (filtered out)", ("/order", {"order": "A-1", "status": "pending"})),
+            ("a confirmed order", ("/order", {"order": "A-2", "status": "confirmed"})),
+            ("a payment of 250: (dep02) && dep03 -> fires", ("/payment", {"amount": 250, "currency": "eur"})),
+            ("a CSV file lands", None),
+            ("a payment of 120: (dep01) && dep03 -> fires", ("/payment", {"amount": 120, "currency": "usd"})),
+        ]
+        for title, request in steps:
+            await asyncio.sleep(pause)
+            n.line(n.c(BOLD, f"step: {title}"))
+            if request is None:
+                (drop / "sales-2024-05.csv").write_text("id,amount\n1,10\n")
+                n.line(f"{n.c(BOLD, 'you')}: created {drop / 'sales-2024-05.csv'}")
+                await asyncio.sleep(1.0)
+            else:
+                await post(*request)
+            await asyncio.sleep(0.5)
+
+
+async def demo(args: argparse.Namespace, n: Narrator, workdir: Path) -> dict[str, Any]:
+    action_port = free_port()
+    files_es, shop_es, sensor, drop, port = prepare(args, workdir, action_port)
     pause = 0.0 if args.fast else 0.8
 
     received: list[dict[str, Any]] = []
@@ -150,31 +180,7 @@ async def demo(args: argparse.Namespace, n: Narrator, workdir: Path) -> dict[str
                 tasks.append(asyncio.create_task(rt.run(stop)))
             await asyncio.sleep(1.0)
 
-            async with aiohttp.ClientSession() as http:
-                async def post(path: str, body: dict[str, Any]) -> None:
-                    async with http.post(f"http://127.0.0.1:{port}{path}", json=body) as resp:
-                        n.line(f"{n.c(BOLD, 'you')}: POST {path} {json.dumps(body)} -> {resp.status}")
-
-                steps = [
-                    ("a payment of 40 (below the filter)", post("/payment", {"amount": 40, "currency": "eur"})),
-                    ("an order still pending (filtered out)", post("/order", {"order": "A-1", "status": "pending"})),
-                    ("a confirmed order", post("/order", {"order": "A-2", "status": "confirmed"})),
-                    ("a payment of 250: (dep02) && dep03 -> fires", post("/payment", {"amount": 250,
-                                                                                       "currency": "eur"})),
-                    ("a CSV file lands", None),
-                    ("a payment of 120: (dep01) && dep03 -> fires", post("/payment", {"amount": 120,
-                                                                                       "currency": "usd"})),
-                ]
-                for title, action in steps:
-                    await asyncio.sleep(pause)
-                    n.line(n.c(BOLD, f"step: {title}"))
-                    if action is None:
-                        (drop / "sales-2024-05.csv").write_text("id,amount\n1,10\n")
-                        n.line(f"{n.c(BOLD, 'you')}: created {drop / 'sales-2024-05.csv'}")
-                        await asyncio.sleep(1.0)
-                    else:
-                        await action
-                    await asyncio.sleep(0.5)
+            await scenario(n, port, drop, pause)
             deadline = time.monotonic() + 10
             while len(received) < 2 and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
@@ -198,10 +204,70 @@ async def demo(args: argparse.Namespace, n: Narrator, workdir: Path) -> dict[str
     return {"received": received}
 
 
+async def demo_airflow(args: argparse.Namespace, n: Narrator, workdir: Path) -> int:
+    """The same scenario, with the Sensor in a real local Airflow: one DAG run per firing."""
+    from airflow_argo_events.testing.airflow import AirflowInstance, fresh_postgres_database
+
+    files_es, shop_es, sensor, drop, port = prepare(args, workdir, free_port())
+    sensor_doc = sensor.dump()
+    sensor_doc["spec"]["triggers"][0]["template"] = {"name": "process-batch",
+                                                     "conditions": "(dep01 || dep02) && dep03", "log": {}}
+    server = None if args.nats else EmbeddedNats.start()
+    url = args.nats or server.url  # type: ignore[union-attr]
+    stream = StreamSettings(name="demo" + str(int(time.time())), replicas=1)
+    dags = workdir / "dags-src"
+    dags.mkdir()
+    shutil.copy(Path(__file__).with_name("demo_airflow_dag.py"), dags / "demo_airflow_dag.py")
+    pg = fresh_postgres_database()
+    inst = AirflowInstance(workdir / "airflow", dags, url, stream.name, postgres=pg[0] if pg else None)
+    inst.env["ARGO_EVENTS_DEMO_SENSOR"] = json.dumps(sensor_doc)
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        n.line(f"starting Airflow (scheduler, dag-processor, triggerer, api-server; "
+               f"{'PostgreSQL' if pg else 'SQLite'}) in {workdir / 'airflow'} ...")
+        await asyncio.to_thread(inst.start)
+        await asyncio.to_thread(inst.cli, "dags", "reserialize")
+        await asyncio.to_thread(inst.wait_for, lambda: inst.watchers_ready(1), 120, "the SensorTrigger watcher")
+        await asyncio.sleep(2)
+        n.line(f"Airflow up at http://127.0.0.1:{inst.port}; SensorTrigger running in the triggerer")
+        async with EventBus(NatsSettings.from_url(url), stream) as bus:
+            for es in (files_es, shop_es):
+                tasks.append(asyncio.create_task(EventSourceRuntime(es, bus).run(stop)))
+            await asyncio.sleep(1.0)
+            await scenario(n, port, drop, 0.0 if args.fast else 0.8)
+            runs = await asyncio.to_thread(inst.wait_for, lambda: len(inst.runs("demo_process")) >= 2 and all(
+                r[1] == "success" for r in inst.runs("demo_process")), 120, "2 DAG runs")
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        runs = inst.runs("demo_process")
+        print()
+        print(n.c(BOLD, "DAG runs caused"))
+        for run_id, state, run_type, queued in runs:
+            print(f"  demo_process {run_id} {state} ({run_type}, queued {queued})")
+        watch = inst.runs("demo_watch")
+        print(f"  (the asset-scheduled demo_watch DAG saw the same firings in {len(watch)} run(s))")
+        return 0 if len(runs) == 2 else 1
+    finally:
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.to_thread(inst.stop)
+        if pg:
+            pg[1]()
+        if server is not None:
+            server.stop()
+
+
 def run(args: argparse.Namespace) -> int:
     color = not args.no_color and sys.stdout.isatty()
     n = Narrator(color)
     workdir = Path(tempfile.mkdtemp(prefix="argo-events-demo-"))
+    if args.airflow:
+        try:
+            return asyncio.run(demo_airflow(args, n, workdir))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
     try:
         result = asyncio.run(demo(args, n, workdir))
     finally:

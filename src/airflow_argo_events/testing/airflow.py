@@ -1,4 +1,4 @@
-"""A real Airflow for end-to-end tests: SQLite, LocalExecutor, and the four components as processes."""
+"""A real Airflow for end-to-end tests and the Airflow demo: SQLite or PostgreSQL, LocalExecutor, four components."""
 
 from __future__ import annotations
 
