@@ -15,9 +15,8 @@ import pytest
 
 from airflow_argo_events.core.bus import EventBus, NatsSettings, StreamSettings
 from airflow_argo_events.core.events import new_event
-from airflow_argo_events.testing.plugin import unique_name
-
 from airflow_argo_events.testing.airflow import AirflowInstance, fresh_postgres_database
+from airflow_argo_events.testing.plugin import unique_name
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.e2e]
 DAGS = Path(__file__).parent / "dags"
