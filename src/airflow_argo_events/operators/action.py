@@ -87,17 +87,16 @@ class ActionOperator(BaseOperator):
         return {"firing_id": firing.id, "detail": outcome.detail, "resolved": firing.resolved}
 
 
-def _dependency_names(trigger: dict[str, Any]) -> list[str]:
-    import json
-
-    names: list[str] = []
-    text = json.dumps(trigger)
-    for key in ('"dependencyName": "',):
-        start = 0
-        while (i := text.find(key, start)) >= 0:
-            j = text.index('"', i + len(key))
-            name = text[i + len(key):j]
-            if name not in names:
-                names.append(name)
-            start = j
+def _dependency_names(node: Any, names: list[str] | None = None) -> list[str]:
+    """Every ``src.dependencyName`` in a trigger, in order of appearance."""
+    names = [] if names is None else names
+    if isinstance(node, dict):
+        name = node.get("dependencyName")
+        if isinstance(name, str) and name not in names:
+            names.append(name)
+        for value in node.values():
+            _dependency_names(value, names)
+    elif isinstance(node, list):
+        for value in node:
+            _dependency_names(value, names)
     return names

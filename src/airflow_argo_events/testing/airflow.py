@@ -71,7 +71,6 @@ class AirflowInstance:
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "8",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -91,7 +90,7 @@ class AirflowInstance:
             "AIRFLOW_CONN_AIRFLOW_API": f"http://admin:{password}@127.0.0.1:{self.port}",
             "PYTHONUNBUFFERED": "1",
         }
-        self.env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
+        self.env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)  # the test session's setting must not leak in
         if postgres:
             self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = postgres
         self._token: str | None = None

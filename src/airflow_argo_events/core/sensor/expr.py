@@ -113,6 +113,11 @@ class ExprFilterProgram:
         # One evaluator per program: only its names change between events.
         self._evaluator = simpleeval.SimpleEval(operators=_OPERATORS, functions={}, names={})
 
+    @property
+    def names(self) -> list[str]:
+        """The names the expression reads, as written."""
+        return list(self._names)
+
     def evaluate(self, values: dict[str, Any]) -> Any:
         bound = {}
         for name, safe in self._names.items():

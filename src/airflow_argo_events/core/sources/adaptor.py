@@ -24,7 +24,7 @@ class EventFilter:
     def __init__(self, expression: str) -> None:
         self.expression = expression
         self.program = ExprFilterProgram(expression)
-        self.paths = {name: compile_path(name) for name in self.program._names}
+        self.paths = {name: compile_path(name) for name in self.program.names}
 
     def passes(self, payload: Any) -> bool:
         values = {}
