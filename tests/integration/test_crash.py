@@ -74,7 +74,7 @@ async def test_no_lost_no_duplicate_firing_under_kill_9_and_nats_restart(private
         settings = NatsSettings.from_url(server.url)
         async with EventBus(settings, StreamSettings(replicas=1)) as bus:
             # wait for the sensor's durable consumer (DeliverNew: it must exist before we publish)
-            for _ in range(200):
+            for _ in range(1200):  # a loaded machine can take seconds to start a Python process
                 names = [c.name async for c in _consumers(bus)]
                 if names:
                     break

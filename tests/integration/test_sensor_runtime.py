@@ -76,8 +76,11 @@ async def test_fires_and_persists_state(bus: EventBus):
     assert [(f.trigger, sorted(e.id for e in f.events.values())) for f in got.firings] == [
         ("any", ["o1"]), ("both", ["o1", "p1"]), ("any", ["p1"])]
     store = await bus.state(rt.bucket)
-    doc, _ = await store.get("state")
-    assert doc["pending"] == {} and doc["engine"]["triggers"] == {}
+    entry, _ = await store.get("s.both._")
+    assert entry["deps"] == {} and sorted(entry["applied"]) == ["a", "b"]
+    assert [k for k in await store.keys() if k.startswith("j.")] == []
+    meta, _ = await store.get("meta")
+    assert meta["sensor"] == sensor.metadata.name and meta["version"] == 2
     await bus.js.delete_key_value(rt.bucket)
 
 

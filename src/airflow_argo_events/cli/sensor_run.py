@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from typing import Any
 
 from airflow_argo_events.cli.common import EXIT_INVALID, live_logging, load_or_report, run_until_signal
 from airflow_argo_events.cli.nats_target import nats_target
@@ -27,8 +28,14 @@ def register(ssub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def k8s_context() -> ActionContext:
-    """Actions with the Kubernetes client of the cncf-kubernetes provider, when it imports."""
+def k8s_context(sensor: Any = None) -> ActionContext:
+    """Actions with the Kubernetes client of the cncf-kubernetes provider, when it imports.
+
+    Only sensors with k8s/argoWorkflow triggers pay for that import (it loads Airflow).
+    """
+    if sensor is not None and not any(t.template is not None and t.template.kind in ("k8s", "argoWorkflow")
+                                      for t in sensor.spec.triggers):
+        return ActionContext()
     try:
         from airflow_argo_events.hooks.kubernetes import k8s_api_factory
     except ImportError:
@@ -52,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                     return await runner.run(firing)
 
                 runtime = SensorRuntime(sensor, bus, execute, deliver=args.deliver)
-                runner = ActionRunner(runtime.engine, k8s_context())
+                runner = ActionRunner(runtime.engine, k8s_context(sensor))
                 await runtime.start()
                 log.info("sensor %s: listening on %s (%s)", sensor.metadata.name,
                          ", ".join(s.subject for s in runtime._subs), settings.describe())

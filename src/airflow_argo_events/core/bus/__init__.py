@@ -18,7 +18,7 @@ from nats.js.errors import APIError
 
 from airflow_argo_events.core.bus.connection import shared_connection
 from airflow_argo_events.core.bus.consumer import DeliverFrom, Delivery, Subscription, durable_name
-from airflow_argo_events.core.bus.kv import StateConflict, StateStore
+from airflow_argo_events.core.bus.kv import StateConflict, StateStore, StateTooLarge, translated
 from airflow_argo_events.core.bus.settings import NatsSettings
 from airflow_argo_events.core.bus.stream import StreamSettings, ensure_stream
 from airflow_argo_events.core.events import Event, encode
@@ -26,7 +26,7 @@ from airflow_argo_events.core.exceptions import EventBusError
 
 __all__ = [
     "Delivery", "EventBus", "NatsSettings", "PublishResult", "StateConflict", "StateStore",
-    "StreamSettings", "Subscription", "durable_name",
+    "StateTooLarge", "StreamSettings", "Subscription", "durable_name",
 ]
 
 
@@ -111,6 +111,13 @@ class EventBus:
             )
         except (nats.errors.Error, APIError, TimeoutError) as err:
             raise EventBusError(f"publish of event {event.id} to {subject} failed: {err or type(err).__name__}") from err
+        return PublishResult(ack.seq, bool(ack.duplicate))
+
+    async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str] | None = None,
+                          timeout: float = 5.0) -> PublishResult:
+        """Publish bytes as they are (the dead-letter path); errors become EventBusError."""
+        ack = await translated(self.js.publish(subject, data, timeout=timeout, stream=self.stream.name,
+                                               headers=headers), f"publish to {subject}")
         return PublishResult(ack.seq, bool(ack.duplicate))
 
     async def subscribe(

@@ -10,11 +10,12 @@ from datetime import datetime
 from typing import Literal
 
 import nats.errors
+import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from airflow_argo_events.core.events import Event, decode
-from airflow_argo_events.core.exceptions import EventDecodeError
+from airflow_argo_events.core.exceptions import EventBusError, EventDecodeError
 
 DeliverFrom = Literal["new", "all"] | datetime
 
@@ -117,10 +118,23 @@ class Subscription:
     async def fetch(self, batch: int | None = None, timeout: float = 5.0) -> list[Delivery]:
         """Up to ``batch`` deliveries; an empty list when none arrived within ``timeout``."""
         assert self._psub is not None, "call start() first"
+        want = batch or self._batch
+        # nats-py's fetch(n) holds a partial batch until n messages came or the timeout
+        # passed, so a trickle of events would wait up to ``timeout`` (past ack_wait, which
+        # makes the server redeliver them). Wait for one message, then take at once only what
+        # the consumer says is pending behind it.
         try:
-            msgs = await self._psub.fetch(batch or self._batch, timeout=timeout)
+            msgs = await self._psub.fetch(1, timeout=timeout)
+            pending = msgs[-1].metadata.num_pending if msgs else 0
+            if pending and want > 1:
+                try:
+                    msgs += await self._psub.fetch(min(want - 1, pending), timeout=1.0)
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                    pass  # another reader took them first
         except (nats.errors.TimeoutError, asyncio.TimeoutError):
             return []
+        except (nats.errors.Error, nats.js.errors.APIError, ConnectionError) as err:
+            raise EventBusError(f"fetch from {self.subject} ({self.durable}): {type(err).__name__}: {err}") from err
         return [to_delivery(m) for m in msgs]
 
     async def __aiter__(self) -> AsyncIterator[Delivery]:

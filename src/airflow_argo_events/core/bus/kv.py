@@ -1,19 +1,69 @@
-"""Sensor state in a JetStream key/value bucket, written with compare-and-set."""
+"""Sensor state in a JetStream key/value bucket, written with compare-and-set.
+
+Every NATS error is translated here, at the bus seam, into :class:`EventBusError` (or its
+:class:`StateConflict` for a lost compare-and-set), so the runtime's retry paths see one
+kind of failure whatever the client raised (timeouts, a stalled or restarting server,
+no responders, a closed connection).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
 
+import nats.errors
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    APIError,
+    BucketNotFoundError,
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+)
 from nats.js.kv import KeyValue
 
 from airflow_argo_events.core.exceptions import EventBusError
 
+T = TypeVar("T")
+NATS_ERRORS = (nats.errors.Error, APIError, asyncio.TimeoutError, TimeoutError, ConnectionError)
+
 
 class StateConflict(EventBusError):
     """Another writer changed the key since we read it: re-read and decide again."""
+
+
+class StateTooLarge(EventBusError):
+    """A value is larger than the server accepts (max_payload)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KvEntry:
+    """One current value of a key (``deleted`` for a delete/purge marker)."""
+
+    key: str
+    value: bytes
+    revision: int
+    created: datetime | None
+    deleted: bool = False
+
+
+async def translated(aw: Awaitable[T], what: str) -> T:
+    """Await a NATS call; any client error becomes EventBusError naming ``what``."""
+    try:
+        return await aw
+    except KeyWrongLastSequenceError as err:
+        raise StateConflict(f"{what}: revision is stale") from err
+    except nats.errors.MaxPayloadError as err:
+        raise StateTooLarge(f"{what}: value exceeds the server's max payload") from err
+    except EventBusError:
+        raise
+    except NATS_ERRORS as err:
+        raise EventBusError(f"{what}: {type(err).__name__}: {err}".rstrip(": ")) from err
 
 
 class StateStore:
@@ -23,47 +73,97 @@ class StateStore:
     first state of a trigger cannot both win.
     """
 
-    def __init__(self, kv: KeyValue, bucket: str) -> None:
+    def __init__(self, kv: KeyValue, bucket: str, js: JetStreamContext | None = None) -> None:
         self._kv = kv
+        self._js = js
         self.bucket = bucket
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str, history: int = 1) -> StateStore:
-        try:
-            kv = await js.key_value(bucket)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(bucket=bucket, history=history)
-        return cls(kv, bucket)
+        async def _open() -> KeyValue:
+            try:
+                return await js.key_value(bucket)
+            except BucketNotFoundError:
+                return await js.create_key_value(bucket=bucket, history=history)
 
-    async def get(self, key: str) -> tuple[Any, int]:
+        return cls(await translated(_open(), f"KV bucket {bucket}"), bucket, js)
+
+    # ---------------------------------------------------------------- raw bytes
+
+    async def get_raw(self, key: str) -> tuple[bytes | None, int]:
         """``(value, revision)``; ``(None, 0)`` when the key is absent or deleted."""
         try:
-            entry = await self._kv.get(key)
-        except (KeyNotFoundError, KeyDeletedError):
+            entry = await translated(self._get(key), f"KV get {self.bucket}/{key}")
+        except KeyError:
             return None, 0
         if entry.value is None or entry.operation in ("DEL", "PURGE"):
             return None, 0
-        return json.loads(entry.value), entry.revision or 0
+        return entry.value, entry.revision or 0
+
+    async def _get(self, key: str) -> Any:
+        try:
+            return await self._kv.get(key)
+        except (KeyNotFoundError, KeyDeletedError) as err:
+            raise KeyError(key) from err
+
+    async def seen(self, key: str) -> bool:
+        """True when the key has a value or a delete marker (a tombstone) in the bucket."""
+        try:
+            await translated(self._get(key), f"KV get {self.bucket}/{key}")
+        except KeyError as err:
+            return isinstance(err.__cause__, KeyDeletedError)
+        return True
+
+    async def put_raw(self, key: str, data: bytes, revision: int | None = None) -> int:
+        """Store bytes; with ``revision`` only if the key is still at it (0: must not exist)."""
+        what = f"KV put {self.bucket}/{key}"
+        if revision is None:
+            return await translated(self._kv.put(key, data), what)
+        if revision == 0:
+            return await translated(self._kv.create(key, data), what)
+        return await translated(self._kv.update(key, data, last=revision), what)
+
+    async def delete(self, key: str, revision: int | None = None) -> None:
+        """Delete, leaving a marker (a tombstone with a timestamp) that :meth:`scan` reports."""
+        await translated(self._kv.delete(key, last=revision), f"KV delete {self.bucket}/{key}")
+
+    async def erase(self, key: str) -> None:
+        """Remove every message of a key, marker included (no tombstone left behind)."""
+        if self._js is None:
+            await self.delete(key)
+            return
+        subject = f"$KV.{self.bucket}.{key}"
+        await translated(self._js.purge_stream(f"KV_{self.bucket}", subject=subject, keep=0),
+                         f"KV erase {self.bucket}/{key}")
+
+    async def scan(self, prefix: str = ">", values: bool = True, timeout: float = 10.0) -> AsyncIterator[KvEntry]:
+        """Every current key under ``prefix`` (``"s.>"``), markers included, in one pass."""
+        watcher = await translated(self._kv.watch(prefix, meta_only=not values), f"KV scan {self.bucket}/{prefix}")
+        try:
+            while True:
+                try:
+                    entry = await watcher.updates(timeout=timeout)
+                except NATS_ERRORS as err:
+                    raise EventBusError(f"KV scan {self.bucket}/{prefix}: {type(err).__name__}") from err
+                if entry is None:
+                    return
+                yield KvEntry(entry.key, entry.value or b"", entry.revision or 0,
+                              getattr(entry, "created", None), entry.operation in ("DEL", "PURGE"))
+                if not entry.delta:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+
+    # ---------------------------------------------------------------- JSON
+
+    async def get(self, key: str) -> tuple[Any, int]:
+        data, rev = await self.get_raw(key)
+        return (json.loads(data), rev) if data is not None else (None, 0)
 
     async def put(self, key: str, value: Any, revision: int | None = None) -> int:
-        """Store ``value``; with ``revision`` only if the key is still at it. Returns the new revision."""
-        data = json.dumps(value, separators=(",", ":")).encode()
-        try:
-            if revision is None:
-                return await self._kv.put(key, data)
-            if revision == 0:
-                return await self._kv.create(key, data)
-            return await self._kv.update(key, data, last=revision)
-        except KeyWrongLastSequenceError as err:
-            raise StateConflict(f"KV {self.bucket}/{key}: revision {revision} is stale") from err
-
-    async def delete(self, key: str) -> None:
-        await self._kv.delete(key)
+        """Store ``value`` as JSON; with ``revision`` only if the key is still at it. Returns the new revision."""
+        return await self.put_raw(key, json.dumps(value, separators=(",", ":")).encode(), revision)
 
     async def keys(self) -> list[str]:
-        try:
-            return list(await self._kv.keys())
-        except Exception as err:  # nats-py raises NoKeysError, a plain Error subclass
-            if "no keys" in str(err).lower():
-                return []
-            raise
+        return [e.key async for e in self.scan(">", values=False) if not e.deleted]

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -46,6 +46,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from airflow_argo_events.core.events import Event
+from airflow_argo_events.core.limits import MAX_JSON_DEPTH, depth_exceeds, dumps_compact
 from airflow_argo_events.core.sensor.conditions import Condition, canonical
 from airflow_argo_events.core.sensor.filters import DependencyFilter, Verdict
 from airflow_argo_events.core.sensor.lua import LuaSandbox
@@ -62,6 +63,8 @@ DEDUP_WINDOW = timedelta(seconds=60)
 MAX_REMEMBERED_IDS = 100_000
 PAYLOAD_KINDS = ("http", "nats", "kafka", "airflow")
 RESOURCE_KINDS = ("k8s", "argoWorkflow")
+MAX_TRANSFORMED_BYTES = 1024 * 1024
+"""NATS's default max payload: an event larger than this could be neither stored nor published."""
 
 
 def firing_id(sensor: str, trigger: str, events: dict[str, Event]) -> str:
@@ -105,6 +108,12 @@ class _Dependency:
                 event = self.transform.apply(event)
             except TransformError as err:
                 return None, f"transform error: {err}"
+            # A transform can build more than it was given: keep what is stored and passed on
+            # within the limits every event from the bus already meets.
+            if depth_exceeds(event.data):
+                return None, f"transform error: output nested deeper than {MAX_JSON_DEPTH} levels"
+            if len(dumps_compact(event.data)) > MAX_TRANSFORMED_BYTES:
+                return None, f"transform error: output larger than {MAX_TRANSFORMED_BYTES} bytes"
         verdict: Verdict = self.filter.check(event)
         return (event, "") if verdict.passed else (None, verdict.reason)
 
@@ -156,6 +165,13 @@ class Engine:
         self._lua_factory = lua_factory
         self.explain: list[str] | None = [] if explain else None
         self.clock: datetime | None = None
+        self.applied: list[tuple[str, str, Firing | None]] = []
+        """(trigger, dependency, firing or None when saved) for each place the last ``process``
+        saved the event or fired on it."""
+        self._dirty: set[str] = set()
+        self.duplicates = 0
+        """How many times an event id seen in the last 60 s was skipped (Argo's recentMsgsByID)."""
+        self._seen_log: list[tuple[str, str]] | None = None
         self.dependencies: dict[str, _Dependency] = {}
         for dep in sensor.spec.dependencies:
             self.dependencies[dep.name] = _Dependency(
@@ -209,6 +225,7 @@ class Engine:
                 if any(r.passed(last, now) for r in t.resets):
                     if t.saved:
                         self._note(f"  reset: {t.name}: conditionsReset cron passed, cleared {sorted(t.saved)}")
+                        self._dirty.add(t.name)
                     t.saved.clear()
                     cleared.append(t.name)
         if last is None or now > last:
@@ -217,43 +234,64 @@ class Engine:
 
     # ------------------------------------------------------------ events
 
-    def process(self, event: Event, now: datetime | None = None) -> list[Firing]:
+    def process(self, event: Event, now: datetime | None = None, skip: Container[str] = ()) -> list[Firing]:
+        """The firings ``event`` causes. Triggers named in ``skip`` ignore it (the runtime
+        passes those that already applied a redelivered message).
+
+        All or nothing: if anything raises (a parameter template, a hostile transform), the
+        saved state is as it was before the call and the error propagates to the caller's
+        error boundary for this one event.
+        """
         now = now or event.time
         self.advance(now)
         key = (event.source, event.subject)
         accepted: dict[str, tuple[Event | None, str]] = {}
         firings: list[Firing] = []
-        matched_any = False
-        for t in self.triggers:
-            names = t.by_key.get(key)
-            if not names:
-                continue
-            matched_any = True
-            if self._seen_recently(t, event.id, now):
-                self._note(f"  {t.name}: event {event.id} already seen, skipped")
-                continue
-            for dep in names:
-                if dep not in accepted:
-                    accepted[dep] = self.dependencies[dep].accept(event)
-                    ev, why = accepted[dep]
-                    self._note(f"  dependency {dep}: " + ("passed" if ev is not None else f"rejected: {why}"))
-                ev, _ = accepted[dep]
-                if ev is None:
-                    continue
-                fired = self._apply(t, dep, ev)
-                if fired is not None:
-                    firings.append(fired)
-        if not matched_any:
+        self.applied = []
+        matched = [t for t in self.triggers if key in t.by_key]
+        if not matched:
             self._note(f"  no dependency listens to source={event.source!r} subject={event.subject!r}")
+            return firings
+        before = {t.name: dict(t.saved) for t in matched}
+        dirty_before = set(self._dirty)
+        try:
+            for t in matched:
+                if t.name in skip:
+                    self._note(f"  {t.name}: message already applied before a redelivery, skipped")
+                    continue
+                if self._seen_recently(t, event.id, now):
+                    self.duplicates += 1
+                    self._note(f"  {t.name}: event {event.id} already seen, skipped")
+                    continue
+                for dep in t.by_key[key]:
+                    if dep not in accepted:
+                        accepted[dep] = self.dependencies[dep].accept(event)
+                        ev, why = accepted[dep]
+                        self._note(f"  dependency {dep}: " + ("passed" if ev is not None else f"rejected: {why}"))
+                    ev, _ = accepted[dep]
+                    if ev is None:
+                        continue
+                    fired = self._apply(t, dep, ev)
+                    self.applied.append((t.name, dep, fired))
+                    if fired is not None:
+                        firings.append(fired)
+        except BaseException:
+            for t in matched:
+                t.saved = before[t.name]
+                t.seen.pop(event.id, None)
+            self._dirty = dirty_before
+            self.applied = []
+            raise
         return firings
 
-    @staticmethod
-    def _seen_recently(t: _TriggerRuntime, event_id: str, now: datetime) -> bool:
+    def _seen_recently(self, t: _TriggerRuntime, event_id: str, now: datetime) -> bool:
         """Argo's recentMsgsByID: ids kept for 60 s, oldest evicted first (insertion order)."""
         seen = t.seen
         at = seen.get(event_id)
         if at is not None and now - at < DEDUP_WINDOW:
             return True
+        if self._seen_log is not None and at is None:
+            self._seen_log.append((t.name, event_id))
         seen.pop(event_id, None)
         seen[event_id] = now
         while seen:
@@ -269,12 +307,14 @@ class Engine:
             return self._fire(t, {dep: event})
         env = {canonical(d): True for d in t.saved}
         env[canonical(dep)] = True
+        self._dirty.add(t.name)
         if t.condition.evaluate(env):
             events = dict(t.saved)
             events[dep] = event
+            firing = self._fire(t, events)  # before clearing: a failure leaves the state as it was
             t.saved.clear()
             self._note(f"  {t.name}: condition '{t.condition.text}' met with {sorted(events)}")
-            return self._fire(t, events)
+            return firing
         t.saved[dep] = event
         self._note(f"  {t.name}: saved {dep}; {self.waiting_for(t.name)}")
         return None
@@ -294,10 +334,10 @@ class Engine:
         return "waits for more of " + ", ".join(missing)
 
     def _trigger(self, name: str) -> _TriggerRuntime:
-        for t in self.triggers:
-            if t.name == name:
-                return t
-        raise KeyError(name)
+        by_name = self.__dict__.get("_by_name")
+        if by_name is None:
+            by_name = self.__dict__["_by_name"] = {t.name: t for t in self.triggers}
+        return by_name[name]
 
     # ------------------------------------------------------------ firing
 
@@ -355,6 +395,29 @@ class Engine:
 
     def clear(self, trigger: str) -> None:
         self._trigger(trigger).saved.clear()
+
+    def begin(self) -> None:
+        """Start recording which event ids are newly seen, so that :meth:`rollback_seen` can
+        forget them when the runtime has to process a batch again."""
+        self._seen_log = []
+
+    def rollback_seen(self) -> None:
+        for name, event_id in self._seen_log or ():
+            self._trigger(name).seen.pop(event_id, None)
+        self._seen_log = []
+
+    def stateful(self, trigger: str) -> bool:
+        """True when the trigger keeps saved events (its condition has ``&``)."""
+        return self._trigger(trigger).condition.requires_and
+
+    def take_dirty(self) -> set[str]:
+        """Names of the triggers whose saved events changed since the last call."""
+        dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    def triggers_for(self, source: str, subject: str) -> list[tuple[str, list[str]]]:
+        """(trigger, dependencies) that listen to one eventSourceName/eventName pair."""
+        return [(t.name, t.by_key[(source, subject)]) for t in self.triggers if (source, subject) in t.by_key]
 
     def snapshot(self) -> dict[str, Any]:
         """The engine's state as JSON: saved events per trigger and the clock (for resets)."""

@@ -1,0 +1,190 @@
+"""A sensor's durable state: many small KV entries, each written only when it changes.
+
+Layout of the sensor's bucket (keys are NATS KV keys; names that are not key-safe are
+replaced by ``=`` and a hash)::
+
+    meta                    who owns the bucket: sensor, stream, consumers, definition hash
+    s.<trigger>.<corr>      saved events of one stateful trigger (one correlation key; ``_``
+                            until correlation keys exist): {"trigger", "deps": {dep: ref},
+                            "applied": {dep: [stream seqs]}, "clock"}
+    j.<firing id>           one journal entry per firing not yet finished:
+                            {"trigger", "corr", "events": {dep: ref}, "created"}
+    e.<blob id>             one event too large to inline (compressed when large)
+
+A ref is ``{"id", "seq", "ev": <event>}`` for an event up to INLINE_MAX bytes, else
+``{"id", "seq", "blob": <key>}``. Each blob has exactly one owner at a time: the saved
+slot that stored it, then the journal entry of the firing that consumed it; it is erased
+when its owner lets go. So nothing grows with the size of events (an entry holds at most
+one small event per dependency) or with the backlog (a firing is one entry, and the
+runtime stops fetching when too many are pending).
+
+Why ``applied``: a redelivered message (a crash or a stall between "stored" and "acked")
+must not be applied twice. The entry it changed records its stream sequence in the same
+write, so the check is exact for the last APPLIED_KEEP messages of each dependency.
+Firings are de-duplicated by id against the journal and its delete markers (tombstones,
+kept TOMBSTONE_AGE seconds).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_argo_events.core.bus.kv import StateStore
+from airflow_argo_events.core.events import Event, event_from_json, format_time
+from airflow_argo_events.core.limits import dumps_compact, loads_strict
+
+log = logging.getLogger("airflow_argo_events.sensor")
+
+LAYOUT_VERSION = 2
+INLINE_MAX = 4096
+"""Events up to this size (compact JSON) live inside the entry that refers to them: one write."""
+COMPRESS_OVER = 16 * 1024
+"""Blobs above this are zlib-compressed: JSON shrinks 3-10x, and a 1 MB event then fits
+NATS's default max payload with room for the KV headers."""
+APPLIED_KEEP = 64
+"""Stream sequences remembered per dependency of an entry (redelivery detection)."""
+TOMBSTONE_AGE = 3600.0
+"""Seconds a finished firing's delete marker is kept: a redelivery that comes later than
+this (after a crash, the sensor down for over an hour) is not recognised."""
+NO_CORRELATION = "_"
+
+_KEY_SAFE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def key_token(name: str) -> str:
+    """``name`` as one token of a KV key: itself when key-safe, else ``=`` and a hash."""
+    if _KEY_SAFE.fullmatch(name):
+        return name
+    return "=" + hashlib.sha256(name.encode()).hexdigest()[:24]
+
+
+def entry_key(trigger: str, corr: str = NO_CORRELATION) -> str:
+    return f"s.{key_token(trigger)}.{key_token(corr)}"
+
+
+def journal_key(firing_id: str) -> str:
+    return f"j.{key_token(firing_id)}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Ref:
+    """Where one event of a slot or a firing lives."""
+
+    id: str
+    seq: int
+    event: Event | None = None
+    blob: str | None = None
+
+    def dump(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "seq": self.seq}
+        if self.blob is not None:
+            out["blob"] = self.blob
+        else:
+            assert self.event is not None
+            out["ev"] = self.event.to_json()
+        return out
+
+    @classmethod
+    def parse(cls, doc: dict[str, Any]) -> Ref:
+        ev = event_from_json(doc["ev"]) if "ev" in doc else None
+        return cls(str(doc["id"]), int(doc.get("seq") or 0), ev, doc.get("blob"))
+
+
+def new_ref(event: Event, seq: int, owner: str) -> tuple[Ref, tuple[str, bytes] | None]:
+    """A ref for ``event`` and, when it is too large to inline, the blob to write first."""
+    raw = dumps_compact(event.to_json())
+    if len(raw) <= INLINE_MAX:
+        return Ref(event.id, seq, event), None
+    key = "e." + hashlib.sha256(f"{owner}\n{event.id}\n{seq}".encode()).hexdigest()[:32]
+    data = b"z" + zlib.compress(raw, 1) if len(raw) > COMPRESS_OVER else raw
+    return Ref(event.id, seq, event, key), (key, data)
+
+
+def decode_blob(data: bytes) -> Event:
+    raw = zlib.decompress(data[1:]) if data[:1] == b"z" else data
+    return event_from_json(loads_strict(raw))
+
+
+@dataclass
+class Entry:
+    """In memory: one ``s.<trigger>.<corr>`` entry and its revision."""
+
+    trigger: str
+    corr: str = NO_CORRELATION
+    refs: dict[str, Ref] = field(default_factory=dict)
+    applied: dict[str, list[int]] = field(default_factory=dict)
+    revision: int = 0
+    clock: str | None = None
+
+    def dump(self) -> dict[str, Any]:
+        return {"trigger": self.trigger, "corr": self.corr, "deps": {d: r.dump() for d, r in self.refs.items()},
+                "applied": self.applied, "clock": self.clock}
+
+    def saw(self, dep: str, seq: int) -> None:
+        seqs = self.applied.setdefault(dep, [])
+        seqs.append(seq)
+        if len(seqs) > APPLIED_KEEP:
+            del seqs[: len(seqs) - APPLIED_KEEP]
+
+    def already_applied(self, deps: Iterable[str], seq: int) -> bool:
+        for dep in deps:
+            seqs = self.applied.get(dep)
+            if seqs and (seq in seqs or (len(seqs) >= APPLIED_KEEP and seq < seqs[0])):
+                return True
+        return False
+
+
+@dataclass
+class JournalRecord:
+    """One pending firing as stored: enough to rebuild it (same id, same body) after a crash."""
+
+    firing_id: str
+    trigger: str
+    corr: str
+    refs: dict[str, Ref]
+    created: str
+    recovered: bool = False
+
+    def dump(self) -> dict[str, Any]:
+        return {"id": self.firing_id, "trigger": self.trigger, "corr": self.corr,
+                "events": {d: r.dump() for d, r in self.refs.items()}, "created": self.created}
+
+    @classmethod
+    def parse(cls, doc: dict[str, Any], recovered: bool = True) -> JournalRecord:
+        return cls(str(doc["id"]), str(doc["trigger"]), str(doc.get("corr") or NO_CORRELATION),
+                   {d: Ref.parse(r) for d, r in (doc.get("events") or {}).items()},
+                   str(doc.get("created") or ""), recovered)
+
+
+async def resolve(store: StateStore, ref: Ref) -> Event:
+    """The event behind a ref (reads its blob when it is not inline)."""
+    if ref.event is not None:
+        return ref.event
+    assert ref.blob is not None
+    data, _ = await store.get_raw(ref.blob)
+    if data is None:
+        raise LookupError(f"event {ref.id}: blob {ref.blob} is missing from the sensor's state")
+    ref.event = decode_blob(data)
+    return ref.event
+
+
+def meta_doc(sensor: str, stream: str, identity: str, consumers: list[str], triggers: list[str],
+             definition: str) -> dict[str, Any]:
+    return {"version": LAYOUT_VERSION, "sensor": sensor, "stream": stream, "identity": identity,
+            "consumers": consumers, "triggers": triggers, "started": format_time(utcnow()),
+            "definition": definition}
+
+
+def definition_hash(doc: Any) -> str:
+    return hashlib.sha256(dumps_compact(doc)).hexdigest()
