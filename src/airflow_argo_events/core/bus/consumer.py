@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -48,19 +48,27 @@ class Delivery:
         ``wait=False`` sends the ack without waiting: faster, and safe wherever a lost ack
         only causes a redelivery that de-duplication absorbs.
         """
-        if wait:
-            await self.msg.ack_sync()
-        else:
-            await self.msg.ack()
+        await _bus(self.msg.ack_sync() if wait else self.msg.ack(), "ack")
 
     async def nak(self, delay: float | None = None) -> None:
-        await self.msg.nak(delay=delay)
+        await _bus(self.msg.nak(delay=delay), "nak")
 
     async def in_progress(self) -> None:
-        await self.msg.in_progress()
+        await _bus(self.msg.in_progress(), "in-progress")
 
     async def term(self) -> None:
-        await self.msg.term()
+        await _bus(self.msg.term(), "term")
+
+
+_NATS_ERRORS = (nats.errors.Error, nats.js.errors.APIError, ConnectionError, asyncio.TimeoutError, TimeoutError)
+
+
+async def _bus(aw: Awaitable[object], what: str) -> None:
+    """Await a NATS call; client errors become EventBusError (translated at the bus seam)."""
+    try:
+        await aw
+    except _NATS_ERRORS as err:
+        raise EventBusError(f"{what} failed: {type(err).__name__}: {err}".rstrip(": ")) from err
 
 
 class Subscription:
@@ -110,9 +118,12 @@ class Subscription:
         return cfg
 
     async def start(self) -> Subscription:
-        self._psub = await self._js.pull_subscribe(
-            self.subject, durable=self.durable, stream=self.stream, config=self._config()
-        )
+        try:
+            self._psub = await self._js.pull_subscribe(
+                self.subject, durable=self.durable, stream=self.stream, config=self._config()
+            )
+        except _NATS_ERRORS as err:
+            raise EventBusError(f"consumer {self.durable} on {self.subject}: {type(err).__name__}: {err}") from err
         return self
 
     async def fetch(self, batch: int | None = None, timeout: float = 5.0) -> list[Delivery]:

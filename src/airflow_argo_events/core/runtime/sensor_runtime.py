@@ -39,6 +39,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from nats.js.errors import APIError
+
 from airflow_argo_events.core.bus import Delivery, EventBus, StateStore, Subscription, durable_name
 from airflow_argo_events.core.bus.consumer import DeliverFrom
 from airflow_argo_events.core.bus.kv import StateConflict, StateTooLarge
@@ -145,9 +147,9 @@ class SensorRuntime:
             consumers.append(durable)
             # max_ack_pending bounds what is in flight: after a crash those unacked messages
             # are redelivered (after ack_wait) before anything newer, so events keep their order.
-            self._subs.append(await self.bus.subscribe(
-                durable, source, event, deliver=self._deliver, batch=self._batch,
-                ack_wait=self._ack_wait, max_ack_pending=self._batch * 2))
+            self._subs.append(await self._retrying(f"create consumer {durable}", lambda d=durable, s=source, e=event:
+                self.bus.subscribe(d, s, e, deliver=self._deliver, batch=self._batch, ack_wait=self._ack_wait,
+                                   max_ack_pending=self._batch * 2)))
         meta = st.meta_doc(self.name, self.bus.stream.name, self.bucket, consumers,
                            [t.name for t in self.engine.triggers], st.definition_hash(self.sensor.dump()))
         await self._retrying("store meta", lambda: self.store.put("meta", meta))
@@ -319,7 +321,7 @@ class SensorRuntime:
                 return await op()
             except EventBusError as err:
                 self.stats["bus_errors"] += 1
-                if give_up is not None and give_up.is_set():
+                if (give_up is not None and give_up.is_set()) or _refused(err):
                     raise
                 log.warning("sensor %s: %s failed (%s); retrying in %.1fs", self.name, what, err, pause)
             await asyncio.sleep(pause)
@@ -690,6 +692,12 @@ async def _gather_raising(aws: list[Awaitable[Any]]) -> None:
     for r in results:
         if isinstance(r, BaseException):
             raise r
+
+
+def _refused(err: EventBusError) -> bool:
+    """A request JetStream refused as invalid (400): retrying cannot help; anything else may pass."""
+    cause = err.__cause__
+    return isinstance(cause, APIError) and getattr(cause, "code", None) == 400
 
 
 def _one_line(text: str) -> str:
