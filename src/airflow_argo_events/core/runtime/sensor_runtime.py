@@ -54,6 +54,7 @@ log = logging.getLogger("airflow_argo_events.sensor")
 
 Execute = Callable[[Firing], Awaitable[Any]]
 RECENT_FINISHED = 10_000
+MAX_TOMBSTONES = 100_000
 MAX_BACKOFF = 5.0
 
 
@@ -115,6 +116,7 @@ class SensorRuntime:
         self._entries: dict[str, st.Entry] = {}
         self._journal: dict[str, st.JournalRecord] = {}
         self._created: set[str] = set()  # journal entries this process wrote
+        self._built: dict[str, Firing] = {}  # journaled firings with small events, ready to run
         self._finished: OrderedDict[str, None] = OrderedDict()  # recently finished firing ids
         self._tombstones: deque[tuple[float, str]] = deque()
         self._subs: list[Subscription] = []
@@ -407,6 +409,7 @@ class SensorRuntime:
         poison: dict[int, str] = {}
         observed: list[Any] = []
         counts = {"events": 0, "skipped": 0, "malformed": 0, "firings": 0}
+        built: dict[str, Firing] = {}
 
         def entry(trigger: str) -> st.Entry:
             if trigger not in work:
@@ -439,6 +442,7 @@ class SensorRuntime:
                         if not self._known(f.id) and await self.store.seen(st.journal_key(f.id)):
                             elsewhere.add(f.id)
                 staged = self._stage(ev, seq, fired, entry, blobs, new_journal, released, elsewhere)
+                built.update((f.id, f) for f in fired if f.id in staged)
             except EventBusError:
                 raise
             except Exception as err:  # (6) this message only
@@ -485,9 +489,13 @@ class SensorRuntime:
         # (1) stored: from here on the batch counts.
         spawn = []
         for fid, rec in new_journal.items():
+            inline = True
             for ref in rec.refs.values():
                 if ref.blob:
                     ref.event = None  # the journal keeps refs; the event is read back when the firing runs
+                    inline = False
+            if inline and fid in built:  # small events: keep the firing built, not built twice
+                self._built[fid] = built[fid]
             self._journal[fid] = rec
             spawn.append(fid)
         for k, v in counts.items():
@@ -621,9 +629,11 @@ class SensorRuntime:
     async def _act(self, rec: st.JournalRecord) -> None:
         try:
             try:
-                events = {d: await self._retrying("read firing events", lambda r=r: st.resolve(self.store, r))
-                          for d, r in rec.refs.items()}
-                firing = self.engine.build_firing(rec.trigger, events)
+                firing = self._built.pop(rec.firing_id, None)
+                if firing is None:
+                    events = {d: await self._retrying("read firing events", lambda r=r: st.resolve(self.store, r))
+                              for d, r in rec.refs.items()}
+                    firing = self.engine.build_firing(rec.trigger, events)
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # the spec changed under the journal, or a template fails now
@@ -656,6 +666,8 @@ class SensorRuntime:
         await self._retrying("clear journal entry", lambda: self.store.delete(st.journal_key(rec.firing_id)))
         self._tombstones.append((time.time(), st.journal_key(rec.firing_id)))
         self._journal.pop(rec.firing_id, None)
+        self._built.pop(rec.firing_id, None)
+        self._created.discard(rec.firing_id)
         self._update_room()
         await self._forget(rec, tombstone=False)
 
@@ -670,7 +682,8 @@ class SensorRuntime:
         while True:
             await asyncio.sleep(every)
             horizon = time.time() - st.TOMBSTONE_AGE
-            while self._tombstones and self._tombstones[0][0] < horizon:
+            # Past MAX_TOMBSTONES (a very busy sensor) the oldest go early: memory stays bounded.
+            while self._tombstones and (self._tombstones[0][0] < horizon or len(self._tombstones) > MAX_TOMBSTONES):
                 _, key = self._tombstones.popleft()
                 await self._erase_quietly(key)
 
