@@ -187,7 +187,7 @@ async def test_slow_action_applies_back_pressure_and_state_stays_small(bus: Even
     document; at ~780 it passed 1 MB and the process exited, again after every restart."""
     sensor = any_sensor(unique_name("s"))
     slow = Blocked()
-    n = 1500
+    n = 5000
     async with running(sensor, bus, slow, max_concurrent_actions=4, max_pending_firings=100) as rt:
         for i in range(n):
             await bus.publish(ev("order", {"i": i, "pad": "x" * 200}, id=f"e{i}"))
@@ -199,7 +199,7 @@ async def test_slow_action_applies_back_pressure_and_state_stays_small(bus: Even
         assert size < 400_000, f"KV holds {size} bytes for {pending} pending firings"
         assert slow.started == 4
         slow.release.set()
-        await until(lambda: len(slow.done) == n, timeout=120)
+        await until(lambda: len(slow.done) == n, timeout=150)
     assert len(set(slow.done)) == n
 
 
