@@ -1,0 +1,28 @@
+"""Fault suite fixtures: an HTTP server recording firings, and the ``slow`` marker.
+
+The NATS servers come from the ``argo_events`` pytest plugin: ``private_nats`` (one
+server of the test's own, to stall or kill) and ``nats_cluster`` (three nodes).
+The shared NATS on 127.0.0.1:4222 is never touched by a fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ..support import RecordingServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: a fault test that takes more than ~20 s (a stall is waited out)")
+
+
+@pytest.fixture
+def recorder() -> Iterator[RecordingServer]:
+    """An HTTP server that records every request (the sensor's http action posts here)."""
+    server = RecordingServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
