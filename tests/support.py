@@ -411,8 +411,11 @@ class SensorProcess:
             self._log = None
         return code
 
-    def tail(self, chars: int = 2000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
+    def tail(self, lines: int = 30) -> str:
+        """The log's last lines without traceback frames (what died, and the warnings before it)."""
+        text = self.log_path.read_text(errors="replace").splitlines()
+        kept = [line for line in text if line.strip() and not line.startswith((" ", "\t"))]
+        return "\n".join(kept[-lines:])
 
 
 async def wait_for_consumer(bus: Any, timeout: float = 20.0) -> None:

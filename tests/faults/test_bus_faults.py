@@ -36,6 +36,17 @@ STALL_SECONDS = 15.0
 NATS_DOWN_SECONDS = 3.0
 
 
+STALL_KILLS_SENSOR = (
+    "finding 5: while NATS is stopped, the sensor's KV state write (SensorRuntime._apply -> StateStore.put -> "
+    "KeyValue.update) raises nats.errors.TimeoutError, which escapes SensorRuntime.run: `sensor run` exits 1 "
+    "instead of pausing until NATS answers"
+)
+KILL_KILLS_SENSOR = (
+    "finding 5: a KV state write in flight when NATS is killed times out 5 s later; nats.errors.TimeoutError "
+    "escapes SensorRuntime.run and `sensor run` exits 1 (passes when the kill falls between writes)"
+)
+
+
 async def _stall(server, fault: str) -> None:
     if fault == "sigstop":
         server.pause()
@@ -47,9 +58,23 @@ async def _stall(server, fault: str) -> None:
         await asyncio.to_thread(server.respawn)
 
 
+async def wait_until_busy(bus, timeout: float = 10.0) -> bool:
+    """True once the sensor's consumer has delivered messages it has not acked yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        infos = await bus.js.consumers_info(bus.stream.name)
+        if any(i.num_ack_pending for i in infos):
+            return True
+        await asyncio.sleep(0)
+    return False
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("fault", ["sigstop", "sigkill"], ids=["nats-sigstop-15s", "nats-sigkill-restart"])
+@pytest.mark.parametrize("fault", [
+    pytest.param("sigstop", id="nats-sigstop-15s", marks=pytest.mark.xfail(reason=STALL_KILLS_SENSOR, strict=False)),
+    pytest.param("sigkill", id="nats-sigkill-restart", marks=pytest.mark.xfail(reason=KILL_KILLS_SENSOR, strict=False)),
+])
 async def test_sensor_run_survives_a_stalled_or_killed_nats(fault, private_nats, recorder, tmp_path):
     """`sensor run` keeps running through the fault and delivers every firing once."""
     server = private_nats()
@@ -66,16 +91,17 @@ async def test_sensor_run_survives_a_stalled_or_killed_nats(fault, private_nats,
         async with EventBus(NatsSettings.from_url(server.url), StreamSettings(replicas=1)) as bus:
             await wait_for_consumer(bus)
             fault_at = len(events) // 4
-            fault_task = None
-            for n, ev in enumerate(events):
-                if n == fault_at:
-                    # the first quarter went out as one burst: the sensor is busy storing state now
-                    fault_task = asyncio.create_task(_stall(server, fault))
-                    await asyncio.sleep(0)
+            # The first quarter goes out as one burst, and the fault hits while the sensor holds
+            # delivered, unacked messages: their state write is in flight or about to be.
+            burst = asyncio.gather(*(publish_retrying(bus, ev) for ev in events[:fault_at]))
+            busy = await wait_until_busy(bus)
+            fault_task = asyncio.create_task(_stall(server, fault))
+            await asyncio.sleep(0)
+            retries += sum(await burst) - fault_at
+            for n, ev in enumerate(events[fault_at:], fault_at):
                 retries += await publish_retrying(bus, ev) - 1
-                if n > fault_at and n % 20 == 0:
+                if n % 20 == 0:
                     await asyncio.sleep(0.01)
-            assert fault_task is not None
             await fault_task
             published = time.monotonic() - t0
             await wait_until(lambda: expected <= set(FiringTally.of(expected, recorder.requests).keys)
@@ -84,7 +110,8 @@ async def test_sensor_run_survives_a_stalled_or_killed_nats(fault, private_nats,
         tally = FiringTally.of(expected, recorder.requests)
     finally:
         code = sensor.stop()
-    print(f"\n{fault}: events {len(events)}, publish retries {retries}, published in {published:.1f} s, "
+    print(f"\n{fault}: events {len(events)}, fault hit a busy sensor: {busy}, publish retries {retries}, "
+          f"published in {published:.1f} s, "
           f"all done in {time.monotonic() - t0:.1f} s; sensor alive after the fault: {alive} (exit code on "
           f"SIGTERM {code}); {tally.line()}")
     assert alive, f"`sensor run` exited during the NATS {fault}; log tail:\n{sensor.tail()}"
