@@ -268,11 +268,18 @@ class NatsCluster:
         return None
 
     def wait_meta_leader(self, timeout: float = 30.0) -> str:
+        """Wait until every running node names the same meta leader and it sees all of them
+        current: before that, JetStream API requests can time out on a fresh cluster."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            leader = self.meta_leader()
-            if leader:
-                return leader
+            metas = [(self.jsz(n) or {}).get("meta_cluster") or {} for n, node in self.nodes.items() if node.running]
+            leaders = {m.get("leader") for m in metas}
+            leader = leaders.pop() if len(leaders) == 1 else None
+            if leader and leader in self.nodes:
+                replicas = ((self.jsz(leader) or {}).get("meta_cluster") or {}).get("replicas") or []
+                followers = sum(node.running for node in self.nodes.values()) - 1
+                if sum(bool(r.get("current")) for r in replicas) >= followers:
+                    return str(leader)
             time.sleep(0.1)
         raise BusUnavailableError(f"NATS cluster {self.name}: no JetStream meta leader within {timeout:.0f}s")
 
@@ -360,8 +367,9 @@ class NatsCluster:
         self.nodes[node].kill()
 
     def respawn(self, node: str, timeout: float = 30.0) -> None:
-        """Start a killed node again with its ports and store."""
+        """Start a killed node again with its ports and store; returns when the meta layer has it back."""
         self.nodes[node].respawn(timeout)
+        self.wait_meta_leader(timeout)
 
     def stop(self) -> None:
         for node in self.nodes.values():
