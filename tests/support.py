@@ -418,11 +418,14 @@ class SensorProcess:
         return "\n".join(kept[-lines:])
 
 
-async def wait_for_consumer(bus: Any, timeout: float = 20.0) -> None:
+async def wait_for_consumer(bus: Any, timeout: float = 90.0, process: SensorProcess | None = None) -> None:
     """Wait until a durable consumer exists on the bus's stream (a ``deliver=new`` sensor
-    sees only what is published after it subscribed)."""
+    sees only what is published after it subscribed). `sensor run` imports Airflow's
+    provider hooks, which takes 10-30 s on a busy machine; a process that died fails at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and not process.alive:
+            raise AssertionError(f"`sensor run` exited before subscribing:\n{process.tail()}")
         try:
             if await bus.js.consumers_info(bus.stream.name):
                 return

@@ -89,7 +89,7 @@ async def test_sensor_run_survives_a_stalled_or_killed_nats(fault, private_nats,
     retries = 0
     try:
         async with EventBus(NatsSettings.from_url(server.url), StreamSettings(replicas=1)) as bus:
-            await wait_for_consumer(bus)
+            await wait_for_consumer(bus, process=sensor)
             fault_at = len(events) // 4
             # The first quarter goes out as one burst, and the fault hits while the sensor holds
             # delivered, unacked messages: their state write is in flight or about to be.

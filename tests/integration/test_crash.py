@@ -49,7 +49,7 @@ async def test_no_lost_no_duplicate_firing_under_kill_9_and_nats_restart(private
         settings = NatsSettings.from_url(server.url)
         async with EventBus(settings, StreamSettings(replicas=1)) as bus:
             # the sensor's durable consumer must exist before we publish (DeliverNew)
-            await wait_for_consumer(bus, timeout=60)
+            await wait_for_consumer(bus, process=sensor)
             kill_points = sorted(rng.sample(range(50, len(events) - 50), 5))
             restart_point = len(events) // 2
             for n, ev in enumerate(events):

@@ -157,11 +157,18 @@ class EmbeddedNats:
             self.process.kill()
             self.process.wait()
 
-    def pause(self) -> None:
-        """SIGSTOP: the server keeps its sockets but answers nothing (a stalled bus)."""
+    def pause(self, timeout: float = 5.0) -> None:
+        """SIGSTOP: the server keeps its sockets but answers nothing (a stalled bus).
+
+        Returns once the kernel reports the process stopped: a signal is delivered
+        asynchronously, and a busy server could still answer a request sent right after.
+        """
         if self.running:
             assert self.process is not None
             self.process.send_signal(signal.SIGSTOP)
+            deadline = time.monotonic() + timeout
+            while _proc_state(self.process.pid) not in ("T", "t", None) and time.monotonic() < deadline:
+                time.sleep(0.005)
 
     def resume(self) -> None:
         """SIGCONT after ``pause()``."""
@@ -190,6 +197,15 @@ class EmbeddedNats:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _proc_state(pid: int) -> str | None:
+    """The state letter of /proc/<pid>/stat (``T`` = stopped), None where /proc is absent."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def _http_json(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
