@@ -125,11 +125,17 @@ KV_ON_KILLED_NODE = (
     "the node is back: the KV helper translates only revision conflicts"
 )
 
+WRITE_LOST_IN_RECONNECT = (
+    "finding 5 on a cluster: when the sensor's client was connected to the killed node, a KV state write in "
+    "flight is lost and nats.errors.TimeoutError escapes SensorRuntime.run 5 s later (passes when the client "
+    "was on another node, about 3 runs in 4)"
+)
+
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("placement", [
-    "apart",
+    pytest.param("apart", marks=pytest.mark.xfail(reason=WRITE_LOST_IN_RECONNECT, strict=False)),
     pytest.param("with-state", marks=pytest.mark.xfail(reason=KV_ON_KILLED_NODE, strict=False)),
 ], ids=["leader-alone", "leader-with-sensor-state"])
 async def test_r3_stream_leader_killed_mid_stream(placement, nats_cluster, recorder):
