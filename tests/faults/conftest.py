@@ -1,0 +1,39 @@
+"""Fault suite fixtures: an HTTP server recording firings, and the ``slow`` marker.
+
+The NATS servers come from the ``argo_events`` pytest plugin: ``private_nats`` (one
+server of the test's own, to stall or kill) and ``nats_cluster`` (three nodes).
+The shared NATS on 127.0.0.1:4222 is never touched by a fault.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from ..support import RecordingServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: a fault test that takes more than ~20 s (a stall is waited out)")
+
+
+@pytest.fixture
+def recorder() -> Iterator[RecordingServer]:
+    """An HTTP server that records every request (the sensor's http action posts here)."""
+    server = RecordingServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect what a fault left behind (clients and tasks of a crashed runtime) right after
+    the test, not at a random later point: a finalizer that runs while CPython 3.11 builds
+    an AST (pytest importing a plugin at the end of the session) trips its "AST constructor
+    recursion depth mismatch" SystemError."""
+    yield
+    gc.collect()
