@@ -36,15 +36,6 @@ STALL_SECONDS = 15.0
 NATS_DOWN_SECONDS = 3.0
 
 
-STALL_KILLS_SENSOR = (
-    "finding 5: while NATS is stopped, the sensor's KV state write (SensorRuntime._apply -> StateStore.put -> "
-    "KeyValue.update) raises nats.errors.TimeoutError, which escapes SensorRuntime.run: `sensor run` exits 1 "
-    "instead of pausing until NATS answers"
-)
-KILL_KILLS_SENSOR = (
-    "finding 5: a KV state write in flight when NATS is killed times out 5 s later; nats.errors.TimeoutError "
-    "escapes SensorRuntime.run and `sensor run` exits 1 (passes when the kill falls between writes)"
-)
 
 
 async def _stall(server, fault: str) -> None:
@@ -72,8 +63,8 @@ async def wait_until_busy(bus, timeout: float = 10.0) -> bool:
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("fault", [
-    pytest.param("sigstop", id="nats-sigstop-15s", marks=pytest.mark.xfail(reason=STALL_KILLS_SENSOR, strict=False)),
-    pytest.param("sigkill", id="nats-sigkill-restart", marks=pytest.mark.xfail(reason=KILL_KILLS_SENSOR, strict=False)),
+    pytest.param("sigstop", id="nats-sigstop-15s"),
+    pytest.param("sigkill", id="nats-sigkill-restart"),
 ])
 async def test_sensor_run_survives_a_stalled_or_killed_nats(fault, private_nats, recorder, tmp_path):
     """`sensor run` keeps running through the fault and delivers every firing once."""
@@ -118,25 +109,14 @@ async def test_sensor_run_survives_a_stalled_or_killed_nats(fault, private_nats,
     tally.assert_exactly_once(f"(see {sensor.log_path})")
 
 
-KV_ON_KILLED_NODE = (
-    "finding 5 on a cluster: the sensor's KV bucket is created with 1 replica (StateStore.open passes no "
-    "replicas), so killing its node makes the state write fail, and SensorRuntime.run raises "
-    "nats.js.errors.NoStreamResponseError (sometimes nats.errors.TimeoutError) instead of pausing until "
-    "the node is back: the KV helper translates only revision conflicts"
-)
 
-WRITE_LOST_IN_RECONNECT = (
-    "finding 5 on a cluster: when the sensor's client was connected to the killed node, a KV state write in "
-    "flight is lost and nats.errors.TimeoutError escapes SensorRuntime.run 5 s later (passes when the client "
-    "was on another node, about 3 runs in 4)"
-)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("placement", [
-    pytest.param("apart", marks=pytest.mark.xfail(reason=WRITE_LOST_IN_RECONNECT, strict=False)),
-    pytest.param("with-state", marks=pytest.mark.xfail(reason=KV_ON_KILLED_NODE, strict=False)),
+    pytest.param("apart"),
+    pytest.param("with-state"),
 ], ids=["leader-alone", "leader-with-sensor-state"])
 async def test_r3_stream_leader_killed_mid_stream(placement, nats_cluster, recorder):
     """An R3 stream's leader node is SIGKILLed while events flow (and restarted later).
