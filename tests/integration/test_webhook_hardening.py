@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import io
 import ipaddress
 import json
 import logging
@@ -532,3 +533,119 @@ async def test_full_queue_answers_503_with_retry_after(bus, monkeypatch):
             assert resp.headers.get("Retry-After")
         for w in waiting:
             w.cancel()
+
+
+# ---------------------------------------------------------------- the parts on their own
+
+class Trickle:
+    """A request body arriving in 64 KB pieces; counts what the reader took."""
+
+    def __init__(self, total: int) -> None:
+        self.left, self.taken = total, 0
+
+    async def readany(self) -> bytes:
+        n = min(65_536, self.left)
+        self.left -= n
+        self.taken += n
+        return b"x" * n
+
+
+async def test_read_body_stops_at_the_limit_without_buffering_the_rest():
+    from airflow_argo_events.core.sources.webhook import BodyTooLarge, read_body
+
+    fifty_mb = Trickle(50 * 1024 * 1024)
+    with pytest.raises(BodyTooLarge):
+        await read_body(fifty_mb, 1_048_576)
+    assert fifty_mb.taken <= 1_048_576 + 65_536
+    assert await read_body(Trickle(900_000), 1_048_576) == b"x" * 900_000
+
+
+@pytest.mark.parametrize("headers, body, expected", [
+    ({"X-GitHub-Delivery": "gh", "X-Request-Id": "rid"}, None, "gh"),
+    ({"X-Gitlab-Event-UUID": "gl"}, None, "gl"),
+    ({"X-Request-UUID": "bb", "Idempotency-Key": "ik"}, None, "bb"),
+    ({"X-Request-Id": "rid"}, {"id": "evt_1", "object": "event"}, "evt_1"),
+    ({"Idempotency-Key": "ik", "X-Request-Id": "rid"}, {"id": "not-stripe"}, "ik"),
+    ({"X-Request-Id": "rid"}, [1], "rid"),
+    ({"X-Gitlab-Webhook-UUID": "per-hook-not-per-delivery"}, None, None),
+    ({"X-Request-Id": "caf\u00e9"}, None, None),
+    ({"X-Request-Id": "x" * 201}, None, None),
+    ({}, {"id": 5, "object": "event"}, None),
+], ids=["github", "gitlab", "bitbucket", "stripe", "idempotency-key", "request-id", "hook-uuid-ignored",
+        "non-ascii-ignored", "too-long-ignored", "none"])
+def test_delivery_id(headers, body, expected):
+    from multidict import CIMultiDict
+
+    from airflow_argo_events.core.sources.webhook import delivery_id
+
+    assert delivery_id(CIMultiDict(headers), body) == expected
+
+
+def test_event_ids_are_deterministic_and_namespaced():
+    from airflow_argo_events.core.sources.webhook import event_id
+
+    ids = {event_id(es, name, "d-1") for es in ("a", "b") for name in ("x", "y")}
+    assert len(ids) == 4
+    assert event_id("a", "x", "d-1") == event_id("a", "x", "d-1")
+    assert len(event_id("a", "x", "d-1")) == 32
+    assert event_id("a\nx", "y", "d") != event_id("a", "x\ny", "d")
+
+
+def test_limits_from_the_environment_are_checked():
+    from airflow_argo_events.core.sources.webhook import ServerLimits
+
+    assert ServerLimits.from_env({"ARGO_EVENTS_WEBHOOK_ACK_TIMEOUT": "2.5"}).ack_timeout == 2.5
+    with pytest.raises(SpecError, match="ARGO_EVENTS_WEBHOOK_READ_TIMEOUT"):
+        ServerLimits.from_env({"ARGO_EVENTS_WEBHOOK_READ_TIMEOUT": "soon"})
+    with pytest.raises(SpecError, match="ARGO_EVENTS_WEBHOOK_QUEUE_SIZE"):
+        ServerLimits.from_env({"ARGO_EVENTS_WEBHOOK_QUEUE_SIZE": "0"})
+
+
+async def test_event_larger_than_the_bus_allows_gets_413_and_publishing_goes_on(bus, caplog):
+    port = free_port()
+    es = manifest("wide", {"ex": endpoint(port, maxPayloadSize=4 * 1024 * 1024)})
+    max_payload = bus.nc.max_payload
+    async with Running(es, bus) as r, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+        async with http.post(f"http://127.0.0.1:{port}/ex", data=io.BytesIO(json_of_size(max_payload + 10_000)),
+                             headers={"Content-Type": "application/json"}) as resp:
+            assert resp.status == 413, await resp.text()
+        async with http.post(f"http://127.0.0.1:{port}/ex", json={"small": 1}) as resp:
+            assert resp.status == 200
+        events = await r.events(1)
+    assert [e.data["body"] for e in events] == [{"small": 1}]
+    assert r.rt.failed == 1
+    assert not [x for x in caplog.records if x.exc_info]
+
+
+async def test_authorization_is_masked_in_the_payload(bus):
+    port = free_port()
+    es = manifest("mask", {"ex": endpoint(port)})
+    async with Running(es, bus) as r, aiohttp.ClientSession() as http:
+        async with http.post(f"http://127.0.0.1:{port}/ex", json={}, headers={"Authorization": "Bearer s3cret"}) as resp:
+            assert resp.status == 200
+        (ev,) = await r.events(1)
+    assert ev.data["header"]["Authorization"] == ["*** Masked Auth Secret ***"]
+    assert "s3cret" not in json.dumps(ev.data)
+
+
+async def test_without_a_bus_a_retried_delivery_is_emitted_once():
+    port = free_port()
+    es = manifest("nobus", {"ex": endpoint(port)})
+    emitted = []
+
+    async def on_event(event) -> None:
+        emitted.append(event)
+
+    stop = asyncio.Event()
+    rt = EventSourceRuntime(es, None, on_event=on_event)
+    task = asyncio.create_task(rt.run(stop))
+    await asyncio.sleep(0.3)
+    async with aiohttp.ClientSession() as http:
+        for body in ({"try": 1}, {"try": 2}, {"other": 1}):
+            delivery = "d-2" if "other" in body else "d-1"
+            async with http.post(f"http://127.0.0.1:{port}/ex", json=body,
+                                 headers={"X-GitHub-Delivery": delivery}) as resp:
+                assert resp.status == 200
+    stop.set()
+    await asyncio.wait_for(task, 20)
+    assert [e.data["body"] for e in emitted] == [{"try": 1}, {"other": 1}]

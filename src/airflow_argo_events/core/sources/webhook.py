@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import os
 import re
@@ -139,7 +140,8 @@ def event_id(event_source: str, event_name: str, delivery: str) -> str:
     >>> event_id("github", "push", "72d3162e") == event_id("github", "pr", "72d3162e")
     False
     """
-    return uuid.uuid5(_ID_NAMESPACE, "\n".join((event_source, event_name, delivery))).hex
+    # a JSON array keeps the three parts apart whatever characters they hold
+    return uuid.uuid5(_ID_NAMESPACE, json.dumps([event_source, event_name, delivery])).hex
 
 
 # ----------------------------------------------------------------------------- the body
