@@ -649,3 +649,19 @@ async def test_without_a_bus_a_retried_delivery_is_emitted_once():
     stop.set()
     await asyncio.wait_for(task, 20)
     assert [e.data["body"] for e in emitted] == [{"try": 1}, {"other": 1}]
+
+
+def test_endpoints_sharing_a_port_must_agree_on_tls():
+    with pytest.raises(SpecError, match="port 1234 is shared"):
+        manifest("mixed", {"a": endpoint(1234, "/a", **TLS_SECRETS), "b": endpoint(1234, "/b")})
+
+
+async def test_a_missing_auth_secret_is_one_error_line_not_a_traceback(bus, caplog):
+    port = free_port()
+    es = manifest("nosecret", {"ex": endpoint(port, authSecret={"name": "absent", "key": "token"})})
+    async with Running(es, bus), aiohttp.ClientSession() as http:
+        async with http.post(f"http://127.0.0.1:{port}/ex", json={}, headers={"Authorization": "Bearer x"}) as resp:
+            assert resp.status == 500
+    errors = [x for x in caplog.records if x.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None
+    assert "ARGO_EVENTS_SECRET_ABSENT_TOKEN" in errors[0].getMessage()

@@ -362,14 +362,15 @@ class WebhookSource(Source):
             await self.close()
 
     async def close(self) -> None:
-        if self._server is not None:
-            server, self._server = self._server, None
-            await server.release(self)
-        # Events nobody will publish now: their callers get 503 at once instead of at ack_timeout.
+        # Events nobody will publish now: their callers get 503 at once (the server's
+        # shutdown waits for in-flight requests) instead of at ack_timeout.
         while not self._queue.empty():
             ev = self._queue.get_nowait()
             if ev.published is not None and not ev.published.done():
                 ev.published.set_result(False)
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.release(self)
 
     def health(self) -> str | None:
         """None while events can be published, else why not."""
@@ -387,6 +388,13 @@ class WebhookSource(Source):
         return response
 
     async def handle(self, request: web.Request) -> web.Response:
+        try:
+            return await self._handle(request)
+        except SecretNotFound as err:  # a configuration problem, not the caller's: one line, no traceback
+            log.error("webhook %s: %s", self.label, err)
+            return web.Response(status=500, text="webhook secret not configured")
+
+    async def _handle(self, request: web.Request) -> web.Response:
         spec = self.spec
         if request.method.upper() != spec.method.upper():
             return self._refuse(400, f"method {request.method} not allowed, use {spec.method}")
