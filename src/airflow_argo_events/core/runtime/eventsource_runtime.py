@@ -112,11 +112,14 @@ class EventSourceRuntime:
         stopping = asyncio.create_task(stop.wait())
         fatal: BaseException | None = None
         restarts = 0
+        running = set(pumps)
         try:
             while not stop.is_set() and fatal is None:
-                done, _ = await asyncio.wait({stopping, self._publisher, *pumps}, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    if task in pumps and not task.cancelled():
+                done, _ = await asyncio.wait({stopping, self._publisher, *running},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for task in done & running:
+                    running.discard(task)
+                    if not task.cancelled():
                         fatal = task.exception()
                 if self._publisher in done and not stop.is_set():
                     # Never expected: every event has its own error boundary in _publish_loop.
@@ -159,8 +162,7 @@ class EventSourceRuntime:
                     await self.queue.put((source.cfg, raw))
             except asyncio.CancelledError:
                 raise
-            except SpecError as err:  # a configuration the source cannot run with: say so once, stop
-                log.error("eventsource %s: source %s cannot start: %s", self.es.metadata.name, source.label, err)
+            except SpecError:  # a configuration the source cannot run with: run() ends with it (one line)
                 raise
             except Exception:
                 log.exception("eventsource %s: source %s failed; restarting it in 1s", self.es.metadata.name,
