@@ -26,7 +26,8 @@ class SourceEvent:
     id: str | None = None
     """A deterministic id when the source has one (so a re-emitted event is de-duplicated)."""
     published: asyncio.Future[bool] | None = field(default=None, repr=False)
-    """Resolved by the runtime: True once the bus acknowledged the event, False if it was dropped."""
+    """Resolved by the runtime: True once the bus acknowledged the event, False if it was not stored
+    (retry), or an exception when it can never be (too large for the bus, a bug)."""
 
     def expect_ack(self) -> SourceEvent:
         self.published = asyncio.get_running_loop().create_future()
@@ -41,6 +42,8 @@ class SourceContext:
     state_get: Callable[[str], Awaitable[Any]] | None = None
     state_put: Callable[[str, Any], Awaitable[None]] | None = None
     """Small persistent state (calendar catch-up), kept in the bus's KV by the runtime."""
+    health: Callable[[], str | None] | None = None
+    """None while the runtime can publish events, else why not (a webhook's ``/health`` answers 503)."""
 
 
 class Source(ABC):

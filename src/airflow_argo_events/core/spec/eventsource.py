@@ -42,8 +42,10 @@ class WebhookContext(ArgoModel):
     method: str = Field(description="HTTP method accepted, e.g. POST.")
     port: str = Field(description="Port to listen on (a string, as in Argo).")
     url: str = ""
-    server_cert_secret: SecretKeySelector | None = None
-    server_key_secret: SecretKeySelector | None = None
+    server_cert_secret: SecretKeySelector | None = Field(
+        None, description="PEM certificate (chain) to serve HTTPS with; needs serverKeySecret.")
+    server_key_secret: SecretKeySelector | None = Field(
+        None, description="PEM private key for serverCertSecret (unencrypted).")
     metadata: dict[str, str] | None = None
     auth_secret: SecretKeySelector | None = Field(None, description="Bearer token the caller must send.")
     max_payload_size: int | None = Field(None, description="Largest body accepted, bytes (default 1048576).")
@@ -313,6 +315,7 @@ def validate_eventsource(es: EventSource) -> list[tuple[str, str]]:
     if not events:
         errors.append(("spec", "at least one event source (webhook, calendar, file, hdfs, ...) is required"))
     names: dict[str, str] = {}
+    tls_by_port: dict[str, tuple[str, Any]] = {}
     for e in events:
         where = f"spec.{e.type}.{e.name}"
         if e.name in names:
@@ -328,6 +331,7 @@ def validate_eventsource(es: EventSource) -> list[tuple[str, str]]:
                 errors.append((f"{where}.method", "is required"))
             if c.max_payload_size is not None and c.max_payload_size <= 0:
                 errors.append((f"{where}.maxPayloadSize", "must be positive"))
+            errors += _webhook_tls(c, where, tls_by_port)
         elif e.type == "calendar":
             if not c.schedule and not c.interval:
                 errors.append((where, "one of schedule or interval is required"))
@@ -374,6 +378,22 @@ def validate_eventsource(es: EventSource) -> list[tuple[str, str]]:
         elif e.type == "amqp" and not (c.url or c.url_secret):
             errors.append((f"{where}.url", "url or urlSecret is required"))
     return errors
+
+
+def _webhook_tls(c: Any, where: str, seen: dict[str, tuple[str, Any]]) -> list[tuple[str, str]]:
+    """Cert and key come together, and every endpoint sharing a port agrees on them (one server per port)."""
+    cert, key = c.server_cert_secret, c.server_key_secret
+    if (cert is None) != (key is None):
+        missing = "serverKeySecret" if key is None else "serverCertSecret"
+        return [(f"{where}.{missing}", "HTTPS needs both serverCertSecret and serverKeySecret; "
+                 f"add {missing} or remove the other")]
+    tls = None if cert is None else ((cert.name, cert.key), (key.name, key.key))
+    other = seen.setdefault(c.port, (where, tls))
+    if other[1] != tls:
+        return [(f"{where}.serverCertSecret", f"port {c.port} is shared with {other[0]}, which serves "
+                 f"{'HTTPS with other secrets' if other[1] and tls else 'HTTPS' if other[1] else 'plain HTTP'}; "
+                 "endpoints on one port must use the same serverCertSecret/serverKeySecret")]
+    return []
 
 
 def _bad_ops(text: str, where: str) -> list[tuple[str, str]]:
