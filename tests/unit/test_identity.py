@@ -43,7 +43,7 @@ def test_same_definition_same_name_whatever_its_form(tmp_path):
              state_name(copy.deepcopy(model.dump()), "default", "sensor"),
              state_name(parse_manifest(model.dump(), None, "Sensor").dump(), "default", "sensor")}
     assert len(names) == 1
-    assert names.pop().startswith("sensor-orders-")
+    assert names.pop().startswith("sensor-orders-default-")
 
 
 def test_a_default_written_out_is_not_a_change():
@@ -153,4 +153,4 @@ def test_sensor_trigger_state_name_override():
         SensorTrigger(dependencies=[DEP_A], state_name="has.dot")
 
 
-PINNED = "sensor-orders-c5c0a6fade406050"
+PINNED = "sensor-orders-default-c5c0a6fade406050"

@@ -2,7 +2,7 @@
 
 The state name names the sensor's KV bucket and prefixes its durable consumers. It is
 
-    <prefix>-<sanitized metadata.name, cut>-<16 hex of sha256(prefix, canonical definition)>
+    <prefix>-<sanitized metadata.name, cut>-<sanitized stream, cut>-<16 hex of sha256(prefix, definition)>
 
 where the canonical definition is the sorted-key JSON of ``metadata.name``, the whole
 ``spec`` (dependencies, filters, transforms, triggers, conditions, ...) as the model dumps
@@ -33,7 +33,8 @@ from airflow_argo_events.core.exceptions import SpecError
 HASH_CHARS = 16
 NAME_CHARS = 24
 PREFIX_CHARS = 20
-MAX_STATE_NAME = 64
+STREAM_CHARS = 16
+MAX_STATE_NAME = 80
 """Well under NATS's limits: a bucket is the stream ``KV_<name>`` (a directory on disk)."""
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -84,10 +85,11 @@ def sanitize(text: str, limit: int) -> str:
 def state_name(sensor_doc: Mapping[str, Any] | Any, stream: str, prefix: str,
                extra: Mapping[str, Any] | None = None) -> str:
     """The KV bucket and durable-consumer prefix for this sensor definition on ``stream``,
-    e.g. ``sensor-orders-3f2a9c0d5e6b7a81``."""
+    e.g. ``sensor-orders-default-3f2a9c0d5e6b7a81``."""
     doc = _sensor_dict(sensor_doc)
     name = str((doc.get("metadata") or {}).get("name", ""))
-    parts = [p for p in (sanitize(prefix, PREFIX_CHARS), sanitize(name, NAME_CHARS)) if p]
+    parts = [p for p in (sanitize(prefix, PREFIX_CHARS), sanitize(name, NAME_CHARS), sanitize(stream, STREAM_CHARS))
+             if p]
     # The whole prefix goes into the hash too: cutting it for readability never makes two names meet.
     digest = hashlib.sha256(prefix.encode() + b"\x00" + _canonical(doc, stream, extra)).hexdigest()
     parts.append(digest[:HASH_CHARS])
