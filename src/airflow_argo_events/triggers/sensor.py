@@ -264,7 +264,7 @@ class SensorTrigger(BaseEventTrigger):
                 status = f"HTTP {result.status}" if result.status else "refused"
                 hint = NOT_RETRYABLE_HINT.get(result.status or 0, "fix the cause; the firing is not retried")
                 dead_letter = engine is not None and _has_dead_letter(firing)
-                log.error("firing %s: DAG run of %s not created (%s): %s. %s; recorded as a failed firing%s",
+                log.error("firing %s: DAG run of %s not created, %s (%s): %s; recorded as a failed firing%s",
                           firing.id, self.dag_id, status, result.detail, hint,
                           ", sent to its dlqTrigger" if dead_letter else "")
                 self.failed_firings.append((firing.id, result.detail))
