@@ -23,6 +23,16 @@ WATCHERS = 5
 """AssetWatchers in dags/: pair, burst, plain, api_down, stall."""
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests that start an Airflow of their own (the demo) run before the shared one starts, so two
+    never run at once; and every test of the shared Airflow goes to one xdist worker (with
+    ``--dist loadgroup``), which starts it once."""
+    for item in items:
+        if "airflow" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("airflow-e2e"))
+    items.sort(key=lambda item: "airflow" in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="session")
 def stream_name():
     return unique_name("e2e")
