@@ -1,6 +1,6 @@
 """End to end in a real Airflow 3 (SQLite, LocalExecutor, scheduler + dag-processor + triggerer + api-server).
 
-One Airflow for the module; scenarios run in order. Figures are printed (run with -s).
+One Airflow for the session (conftest.py); scenarios run in order. Figures are printed (run with -s).
 """
 
 from __future__ import annotations
@@ -9,50 +9,13 @@ import asyncio
 import statistics
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
 from airflow_argo_events.core.bus import EventBus, NatsSettings, StreamSettings
 from airflow_argo_events.core.events import new_event
-from airflow_argo_events.testing.airflow import AirflowInstance, fresh_postgres_database
-from airflow_argo_events.testing.plugin import unique_name
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.e2e]
-DAGS = Path(__file__).parent / "dags"
-
-
-@pytest.fixture(scope="module")
-def stream_name():
-    return unique_name("e2e")
-
-
-@pytest.fixture(scope="module")
-def airflow(tmp_path_factory, nats_url, stream_name):
-    pg = fresh_postgres_database()
-    inst = AirflowInstance(tmp_path_factory.mktemp("airflow-home"), DAGS, nats_url, stream_name,
-                           postgres=pg[0] if pg else None)
-    print(f"\nAirflow metadata DB: {'PostgreSQL' if pg else 'SQLite'}")
-    t0 = time.monotonic()
-    inst.start()
-    out = inst.cli("dags", "reserialize")
-    assert out.returncode == 0, out.stderr[-2000:]
-    errors = inst.cli("dags", "list-import-errors", "-o", "plain")
-    assert "e2e_dags" not in errors.stdout, errors.stdout
-    inst.wait_for(lambda: inst.watchers_ready(3), timeout=120, what="watchers running in the triggerer")
-    print(f"\nAirflow ready with watchers in {time.monotonic() - t0:.1f}s")
-    time.sleep(2)  # the SensorTriggers create their durable consumers
-    yield inst
-    inst.stop()
-    if pg:
-        pg[1]()
-    from airflow_argo_events.testing.plugin import delete_streams
-
-    async def clean() -> None:
-        async with EventBus(NatsSettings.from_url(nats_url), StreamSettings(name=stream_name), ensure=False) as bus:
-            await delete_streams(bus, lambda name: stream_name in name)
-
-    asyncio.run(clean())
 
 
 def publish(nats_url, stream, events):

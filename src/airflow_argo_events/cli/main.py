@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # pragma: no cover
         pass
     try:
+        from airflow_argo_events.cli import state_commands
+
+        state_commands.register(sub)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
         from airflow_argo_events.cli import demo
 
         demo.register(sub)

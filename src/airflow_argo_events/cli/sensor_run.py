@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from typing import Any
 
 from airflow_argo_events.cli.common import EXIT_INVALID, live_logging, load_or_report, run_until_signal
@@ -12,6 +13,8 @@ from airflow_argo_events.cli.nats_target import nats_target
 from airflow_argo_events.core.actions.base import ActionContext
 from airflow_argo_events.core.actions.executor import ActionRunner
 from airflow_argo_events.core.bus import EventBus, StreamSettings
+from airflow_argo_events.core.exceptions import SpecError
+from airflow_argo_events.core.runtime.identity import check_state_name, state_name
 from airflow_argo_events.core.runtime.sensor_runtime import SensorRuntime
 
 log = logging.getLogger("airflow_argo_events.sensor")
@@ -24,6 +27,9 @@ def register(ssub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--stream", default="default", help="JetStream stream / subject prefix, default 'default'")
     p.add_argument("--deliver", choices=["new", "all"], default="new",
                    help="where a new sensor starts reading: new events only (Argo) or the whole stream")
+    p.add_argument("--state-name", metavar="NAME",
+                   help="KV bucket and consumer prefix to use instead of the one derived from the sensor's "
+                        "definition (keeps state across a deliberate change; see 'argo-events state list')")
     p.add_argument("--max-events", type=int, default=0, help="stop after this many events (for scripts/tests)")
     p.set_defaults(func=run)
 
@@ -48,6 +54,12 @@ def run(args: argparse.Namespace) -> int:
     sensor = load_or_report(args.file, "Sensor")
     if sensor is None:
         return EXIT_INVALID
+    try:
+        # Named from the whole definition: another sensor never shares it, the same one keeps it.
+        bucket = check_state_name(args.state_name) if args.state_name else state_name(sensor, args.stream, "sensor")
+    except SpecError as err:
+        print(f"--state-name: {err}", file=sys.stderr)
+        return EXIT_INVALID
 
     async def main(stop: asyncio.Event) -> None:
         with nats_target(args.nats) as settings:
@@ -58,11 +70,12 @@ def run(args: argparse.Namespace) -> int:
                     assert runner is not None
                     return await runner.run(firing)
 
-                runtime = SensorRuntime(sensor, bus, execute, deliver=args.deliver)
+                runtime = SensorRuntime(sensor, bus, execute, deliver=args.deliver, bucket=bucket,
+                                        consumer_prefix=bucket)
                 runner = ActionRunner(runtime.engine, k8s_context(sensor))
                 await runtime.start()
-                log.info("sensor %s: listening on %s (%s)", sensor.metadata.name,
-                         ", ".join(s.subject for s in runtime._subs), settings.describe())
+                log.info("sensor %s: listening on %s (%s); state %s", sensor.metadata.name,
+                         ", ".join(s.subject for s in runtime._subs), settings.describe(), bucket)
                 watcher = asyncio.create_task(_stop_after(runtime, args.max_events, stop)) if args.max_events else None
                 try:
                     await runtime.run(stop)

@@ -120,7 +120,7 @@ async def _forget(trigger: SensorTrigger) -> None:
 
     sensor = parse_manifest(trigger.sensor, None, "Sensor")
     async with NatsHook(trigger.nats_conn_id).get_async_conn() as bus:
-        bucket = trigger.state_name(bus.stream.name)
+        bucket = trigger.state_for(bus.stream.name)
         from airflow_argo_events.core.sensor.engine import Engine
 
         for source, event in Engine(sensor).listens_to():

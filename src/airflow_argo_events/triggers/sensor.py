@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -12,14 +14,15 @@ from airflow.sdk.bases.hook import BaseHook
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_argo_events.core.actions.airflow_dagrun import AirflowDagRunAction
-from airflow_argo_events.core.actions.base import ActionContext
+from airflow_argo_events.core.actions.base import ActionContext, ActionResult
 from airflow_argo_events.core.bus import EventBus
+from airflow_argo_events.core.runtime.identity import check_state_name, state_name
 from airflow_argo_events.core.runtime.sensor_runtime import SensorRuntime
-from airflow_argo_events.core.sensor.engine import Firing
+from airflow_argo_events.core.sensor.engine import Engine, Firing
 from airflow_argo_events.core.spec.loader import parse_manifest
 from airflow_argo_events.core.spec.sensor import Sensor
 from airflow_argo_events.hooks.nats import NatsHook
-from airflow_argo_events.triggers._common import firing_payload, manifest_dict, short_hash
+from airflow_argo_events.triggers._common import firing_payload, manifest_dict
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +59,29 @@ def build_sensor(
                           "spec": {"dependencies": dependencies, "triggers": [{"template": template}]}}, "Sensor")
 
 
+NOT_RETRYABLE_HINT = {
+    400: "the API refused the run's body; check the DAG's params and the sensor's payload",
+    403: "the connection's user may not trigger this DAG; give it the permission",
+    404: "no such DAG (or it is not parsed yet); check dag_id and the DAG's import errors",
+    422: "the API refused the run's body; check the DAG's params and the sensor's payload",
+}
+
+
 class SensorTrigger(BaseEventTrigger):
     """Waits on the NATS JetStream bus for an Argo Sensor's conditions; yields one event per firing.
 
     State lives in the sensor's KV bucket and events are acked only after it is stored, so
     a restarted triggerer resumes without losing or repeating a firing. With ``dag_id``,
     each firing also creates one run of that DAG through the REST API (run id from the
-    firing id), which is the way to get exactly one DAG run per firing.
+    firing id), which is the way to get exactly one DAG run per firing. While the API is
+    away (connection errors, 5xx, 429) the firing stays in the sensor's journal and is
+    retried with capped backoff, without end; a refusal (400, 403, 404, 422) is logged as
+    one error line and goes to the trigger's ``dlqTrigger`` when the manifest has one.
+
+    The state (KV bucket and durable consumers) is named from the whole definition: the
+    sensor's name and spec, the stream, and ``dag_id``. Changing any of them starts new
+    state (see docs/operations.md, "State, identity and definition changes");
+    ``state_name`` pins it across a deliberate change.
 
     :param sensor: an Argo Sensor manifest: a path, a dict or a model (loaded at parse time).
     :param trigger: run only this trigger of the manifest.
@@ -73,13 +92,22 @@ class SensorTrigger(BaseEventTrigger):
     :param dag_id: create one run of this DAG per firing (REST API v2).
     :param airflow_conn_id: the ``http`` connection with the API's URL, login and password.
     :param deliver: where a new consumer starts: ``new`` (Argo) or ``all``, or an ISO time.
-    :param name: the sensor's name when built from dependencies; also names its state.
+    :param name: the sensor's name when built from dependencies.
+    :param state_prefix: the readable start of the state name (default ``airflow``).
+    :param state_name: use exactly this state name (KV bucket and consumer prefix) instead of
+        the one derived from the definition, e.g. to keep state across a deliberate change.
 
     .. code-block:: python
 
         Asset("argo-events://orders/both", watchers=[AssetWatcher(
             name="orders", trigger=SensorTrigger(sensor="manifests/orders.yaml", trigger="both"))])
     """
+
+    backoff_start = 0.5
+    backoff_cap = 30.0
+    """Seconds between attempts to create a DAG run: doubling from the start to the cap, with jitter."""
+    warn_every = 300.0
+    """While retrying, a warning on attempts 1, 2, 4, 8, ... and at least this often (seconds)."""
 
     def __init__(
         self,
@@ -94,6 +122,7 @@ class SensorTrigger(BaseEventTrigger):
         deliver: str = "new",
         name: str = "airflow-sensor",
         state_prefix: str = "",
+        state_name: str | None = None,
         max_firings: int = 0,
     ) -> None:
         super().__init__()
@@ -105,7 +134,10 @@ class SensorTrigger(BaseEventTrigger):
         self.deliver = deliver
         self.name = name
         self.state_prefix = state_prefix
+        self.fixed_state_name = check_state_name(state_name) if state_name else None
         self.max_firings = max_firings
+        self.failed_firings: list[tuple[str, str]] = []
+        """(firing id, error) of firings whose DAG run the API refused, in this run of the trigger."""
         if dag_id and not airflow_conn_id:
             from airflow_argo_events.core.exceptions import SpecError
 
@@ -123,15 +155,19 @@ class SensorTrigger(BaseEventTrigger):
                 "deliver": self.deliver,
                 "name": self.name,
                 "state_prefix": self.state_prefix,
+                "state_name": self.fixed_state_name,
                 "max_firings": self.max_firings,
             },
         )
 
-    def state_name(self, stream: str) -> str:
-        """Names the KV bucket and durable consumers: stable for the same sensor, trigger and stream
-        (a sensor on another stream is another sensor, with state of its own)."""
-        base = f"{self.state_prefix or 'airflow'}-{self.sensor['metadata']['name']}"
-        return f"{base}-{stream}-{short_hash(base, self.trigger or '*', stream)}"
+    def state_for(self, stream: str) -> str:
+        """The KV bucket and durable-consumer prefix on ``stream``: derived from the whole
+        definition (two triggers that differ anywhere never share it; the same definition
+        keeps it across re-parses and restarts), unless ``state_name`` pins it."""
+        if self.fixed_state_name:
+            return self.fixed_state_name
+        return state_name(self.sensor, stream, self.state_prefix or "airflow",
+                          extra={"dag_id": self.dag_id} if self.dag_id else None)
 
     def _deliver_from(self) -> Any:
         if self.deliver in ("new", "all"):
@@ -143,6 +179,7 @@ class SensorTrigger(BaseEventTrigger):
         settings, stream = await NatsHook(self.nats_conn_id).aget_settings()
         queue: asyncio.Queue[tuple[Firing, asyncio.Future[bool]]] = asyncio.Queue()
         dag_runs = await self._dag_run_action() if self.dag_id else None
+        engine = Engine(sensor) if dag_runs is not None else None  # builds dead-letter firings (pure)
 
         create_lock = asyncio.Lock()
         waiting: set[asyncio.Future[bool]] = set()
@@ -150,9 +187,10 @@ class SensorTrigger(BaseEventTrigger):
         async def execute(firing: Firing) -> None:
             if dag_runs is not None:
                 # One creation at a time (the API's database, SQLite above all, dislikes bursts of
-                # concurrent writes); retried with backoff while the API answers 5xx or is away.
+                # concurrent writes). This returns only when the run exists or the API refused it:
+                # until then the firing stays in the journal, so a restart retries it.
                 async with create_lock:
-                    await self._create_dag_run(dag_runs, firing)
+                    await self._create_dag_run(dag_runs, firing, engine)
             done = asyncio.get_running_loop().create_future()
             waiting.add(done)
             try:
@@ -162,7 +200,7 @@ class SensorTrigger(BaseEventTrigger):
                 waiting.discard(done)
 
         async with EventBus(settings, stream) as bus:
-            bucket = self.state_name(bus.stream.name)
+            bucket = self.state_for(bus.stream.name)
             runtime = SensorRuntime(sensor, bus, execute, deliver=self._deliver_from(), bucket=bucket,
                                     consumer_prefix=bucket)
             await runtime.start()
@@ -196,32 +234,108 @@ class SensorTrigger(BaseEventTrigger):
                 if dag_runs is not None:
                     await dag_runs.ctx.close()
 
-    async def _create_dag_run(self, action: AirflowDagRunAction, firing: Firing) -> None:
-        pause = 0.5
-        for attempt in range(1, 41):
-            result = await action.execute(_for_dag(firing, self.dag_id or "", self.airflow_conn_id or ""))
+    async def _create_dag_run(self, action: AirflowDagRunAction, firing: Firing, engine: Engine | None = None,
+                              *, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> bool:
+        """Create the firing's DAG run; True once it exists, False when the API refused it.
+
+        Retryable failures (API away, 5xx, 429, a connection lookup that fails) are retried
+        without end: pauses double from ``backoff_start`` to ``backoff_cap`` with jitter, and
+        warnings thin out (attempts 1, 2, 4, 8, ... and every ``warn_every`` seconds) so an
+        API away for an hour gives a few dozen lines, not thousands.
+        """
+        target = _for_dag(firing, self.dag_id or "", self.airflow_conn_id or "")
+        pause = self.backoff_start
+        attempt = 0
+        last_warning = float("-inf")
+        while True:
+            attempt += 1
+            try:
+                result = await action.execute(target)
+            except asyncio.CancelledError:
+                raise  # the firing stays in the journal; the next run of the trigger retries it
+            except Exception as err:  # e.g. the connection lookup, which goes through the API
+                result = ActionResult(False, f"{type(err).__name__}: {err}", retryable=True)
             if result.ok:
-                return
+                if attempt > 1:
+                    log.info("firing %s: DAG run of %s created after %d attempts: %s", firing.id, self.dag_id,
+                             attempt, result.detail)
+                return True
             if not result.retryable:
-                log.error("firing %s: DAG run for %s not created: %s", firing.id, self.dag_id, result.detail)
-                return
-            log.warning("firing %s: DAG run for %s not created yet (attempt %d): %s", firing.id, self.dag_id,
-                        attempt, result.detail)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 15.0)
-        log.error("firing %s: gave up creating a run of %s", firing.id, self.dag_id)
+                status = f"HTTP {result.status}" if result.status else "refused"
+                hint = NOT_RETRYABLE_HINT.get(result.status or 0, "fix the cause; the firing is not retried")
+                dead_letter = engine is not None and _has_dead_letter(firing)
+                log.error("firing %s: DAG run of %s not created, %s (%s): %s; recorded as a failed firing%s",
+                          firing.id, self.dag_id, status, result.detail, hint,
+                          ", sent to its dlqTrigger" if dead_letter else "")
+                self.failed_firings.append((firing.id, result.detail))
+                if engine is not None and dead_letter:
+                    await _dead_letter(engine, firing, action.ctx)
+                return False
+            now = time.monotonic()
+            if attempt & (attempt - 1) == 0 or now - last_warning >= self.warn_every:
+                last_warning = now
+                log.warning("firing %s: DAG run of %s not created yet (attempt %d; retrying every %.0fs at most, "
+                            "the firing waits in the journal): %s", firing.id, self.dag_id, attempt,
+                            self.backoff_cap, result.detail)
+            else:
+                log.debug("firing %s: attempt %d failed: %s", firing.id, attempt, result.detail)
+            await sleep(random.uniform(pause / 2, pause))
+            pause = min(pause * 2, self.backoff_cap)
 
     async def _dag_run_action(self) -> AirflowDagRunAction:
+        known: dict[str, tuple[str, str | None, str | None]] = {}
+
         async def resolve(conn_id: str) -> tuple[str, str | None, str | None]:
-            conn = await BaseHook.aget_connection(conn_id)
+            # In Airflow 3 the triggerer reads connections through the API server: while it is
+            # away the lookup fails, and the last good answer is the right one to retry with.
+            try:
+                conn = await BaseHook.aget_connection(conn_id)
+            except Exception:
+                if conn_id in known:
+                    return known[conn_id]
+                raise
             scheme = conn.schema if conn.schema in ("http", "https") else "http"
             host = conn.host or "localhost"
             base = host if "://" in host else f"{scheme}://{host}"
             if conn.port:
                 base = f"{base}:{conn.port}"
-            return base, conn.login, conn.password
+            known[conn_id] = (base, conn.login, conn.password)
+            return known[conn_id]
 
         return AirflowDagRunAction("dag-run", ActionContext(airflow_conn=resolve))
+
+
+def _has_dead_letter(firing: Firing) -> bool:
+    """Argo runs a ``dlqTrigger`` only with ``atLeastOnce`` (as ActionRunner does)."""
+    spec = firing.trigger_spec
+    return spec is not None and spec.dlq_trigger is not None and spec.at_least_once
+
+
+async def _dead_letter(engine: Engine, firing: Firing, ctx: ActionContext) -> None:
+    """Run the trigger's ``dlqTrigger`` on the firing's events, as ActionRunner does after failed retries."""
+    spec = firing.trigger_spec
+    assert spec is not None and spec.dlq_trigger is not None
+    dlq = engine.dlq_firing(firing)
+    if dlq is None:
+        return
+    from airflow_argo_events.core.actions.executor import make_action
+    from airflow_argo_events.core.actions.policy import RetryPlan
+
+    plan = RetryPlan.of(spec.dlq_trigger.retry_strategy)
+    delays = plan.delays()
+    action = make_action(dlq.template, ctx)
+    result = ActionResult(False, "not run")
+    for attempt in range(plan.steps):
+        try:
+            result = await action.execute(dlq)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # a dead-letter action's failure is logged, never raised into the sensor
+            result = ActionResult(False, f"{type(err).__name__}: {err}")
+        if result.ok or not result.retryable or attempt == plan.steps - 1:
+            break
+        await asyncio.sleep(delays[attempt])
+    log.warning("firing %s: dead-letter trigger %s: %s", firing.id, dlq.trigger, "ok" if result.ok else result.detail)
 
 
 def _for_dag(firing: Firing, dag_id: str, conn_id: str) -> Firing:

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from airflow_argo_events.core.sensor.engine import Firing
 
 
+class _TokenUnavailable(OSError):
+    """``/auth/token`` answered 5xx or 429: the API is away or busy, which is worth a retry."""
+
+
 def run_id_for(prefix: str, firing_id: str) -> str:
     return f"{prefix}{firing_id}"
 
@@ -65,6 +69,8 @@ class AirflowDagRunAction(Action):
         if fresh or base not in self._tokens:
             async with session.post(f"{base}/auth/token", json={"username": user, "password": password or ""},
                                     timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                if resp.status >= 500 or resp.status == 429:
+                    raise _TokenUnavailable(f"POST {base}/auth/token: {resp.status} {(await resp.text())[:200]}")
                 if resp.status >= 300:
                     raise PermissionError(f"POST {base}/auth/token: {resp.status} {(await resp.text())[:200]}")
                 self._tokens[base] = (await resp.json())["access_token"]
