@@ -95,10 +95,6 @@ def test_sensor_trigger_survives_nats_stall_and_kill(airflow, private_nats_serve
     assert len(distinct) == published
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "runtime (lead's area, issue 11 finding 5): a NATS error during the stall/restart escapes SensorRuntime "
-    "('Trigger ID n exited with error nats: timeout'); the triggerer restarts the trigger, so DAG runs stay "
-    "exact (run id = firing id), but firings re-run from the journal yield their asset event twice"))
 def test_sensor_trigger_rode_out_the_nats_faults(airflow):
     """The trigger itself must survive a stalled or restarted bus (pause and retry), not exit and be restarted."""
     log = TRIGGERER_LOG.get("stall")
