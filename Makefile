@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Test workers (pytest-xdist): the e2e tests stay on one worker and share one Airflow.
+JOBS   ?= 2
 
 .PHONY: demo demo-airflow test test-fast bench lint clean
 
@@ -20,7 +22,7 @@ demo-airflow: $(STAMP)
 	$(BIN)/argo-events demo --airflow
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(JOBS) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bus.py
