@@ -42,9 +42,10 @@ _SECRET_PARTS = ("token", "secret", "passw", "signature", "apikey", "api_key", "
 _SECRET_HEADERS = frozenset({"authorization", "proxy_authorization", "cookie", "set_cookie"})
 _WEBHOOK_HOSTS = ("hooks.slack.com", "discord.com", "discordapp.com", "webhook.office.com", "outlook.office.com")
 
-# A URL inside free text: a scheme, then anything up to whitespace or a quote/bracket that
-# cannot be part of it.
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
+# A URL inside free text: a scheme, then everything up to whitespace (a password may hold
+# quotes or brackets); punctuation that ends a sentence or closes a quote is put back.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
+_TRAILING = ".,;:!?'\")]}>`"
 
 
 def is_secret_name(name: str) -> bool:
@@ -147,7 +148,13 @@ def redact_text(text: str) -> str:
     """Every URL inside ``text`` redacted; text without ``://`` is returned as it is."""
     if "://" not in text:
         return text
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    return _URL_IN_TEXT.sub(_redact_match, text)
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    url = match.group(0)
+    core = url.rstrip(_TRAILING)
+    return redact_url(core) + url[len(core):]
 
 
 def redact_header(name: str, value: str) -> str:
