@@ -293,3 +293,49 @@ def test_no_planted_secret_in_cli_output(private_nats, tmp_path):
     assert f"127.0.0.1:{closed}" in errs[1].text, errs[1].text
     leaks = {name for e in errs for name in p.leaks(e.text)}
     assert not leaks, f"secrets in CLI output: {sorted(leaks)}\n{p.leaking_lines(errs[0].text, errs[1].text)}"
+
+
+async def test_failure_details_show_only_what_is_safe(monkeypatch):
+    """Error paths the firings above do not reach: connection errors of Slack, URL plus basicAuth."""
+    from airflow_argo_events.core.actions.http import HttpAction
+    from airflow_argo_events.core.actions.simple import SlackAction
+    from airflow_argo_events.core.sensor.engine import Engine
+
+    p = Planted()
+    closed = free_port()
+    monkeypatch.setenv("ARGO_EVENTS_SECRET_SLACK_TOKEN", p.slack_token)
+    monkeypatch.setenv("ARGO_EVENTS_SECRET_BASIC_USER", "u")
+    monkeypatch.setenv("ARGO_EVENTS_SECRET_BASIC_PASS", p.down_pw)
+    sensor = Sensor.model_validate({"metadata": {"name": "s"}, "spec": {
+        "dependencies": [{"name": "d", "eventSourceName": "es", "eventName": "e"}],
+        "triggers": [
+            {"template": {"name": "slack", "slack": {"slackToken": {"name": "slack", "key": "token"},
+                                                     "channel": "c", "message": "m"}}},
+            {"template": {"name": "both-auths", "http": {
+                "url": f"http://bob:{p.http_pw}@127.0.0.1:{closed}/x?token={p.http_token}", "payload": [],
+                "basicAuth": {"username": {"name": "basic", "key": "user"},
+                              "password": {"name": "basic", "key": "pass"}}}}},
+        ]}})
+    firings = Engine(sensor).process(new_event(source="es", subject="e", type="webhook", data={}))
+    ctx = ActionContext(slack_api_url=f"https://127.0.0.1:{closed}/services/T0/B0/{p.slack_hook}")
+    try:
+        details = {f.trigger: (await (SlackAction if f.trigger == "slack" else HttpAction)(f.trigger, ctx).execute(f))
+                   for f in firings}
+    finally:
+        await ctx.close()
+    assert not details["slack"].ok and details["slack"].detail.startswith(f"slack 127.0.0.1:{closed}: ")
+    assert not details["both-auths"].ok
+    assert f"http://bob:***@127.0.0.1:{closed}/x?token=***" in details["both-auths"].detail
+    leaks = {name for r in details.values() for name in p.leaks(r.detail)}
+    assert not leaks, {k: r.detail for k, r in details.items()}
+
+
+async def test_queue_source_reconnect_lines_hide_broker_credentials(caplog):
+    from airflow_argo_events.core.sources.queues import Backoff
+
+    caplog.set_level(logging.WARNING)
+    backoff = Backoff(first=0.0)
+    await backoff.wait("es/e (amqp)", ConnectionError("cannot reach amqp://guest:brokerpw@rabbit:5672/vhost"))
+    await backoff.wait("es/e (redis)", OSError("redis://:redispw@cache:6379/0 refused"))
+    assert "brokerpw" not in caplog.text and "redispw" not in caplog.text
+    assert "amqp://guest:***@rabbit:5672/vhost" in caplog.text and "redis://:***@cache:6379/0" in caplog.text
