@@ -139,15 +139,25 @@ def test_retry_delay_grows_to_a_cap():
 
 
 async def test_cancellation_returns_at_once_while_a_request_hangs():
-    with BlackHole() as hung:
-        source = hdfs_source([hung.address], readTimeout="10m")
-        task = asyncio.create_task(anext(source.events()))
-        while not hung.accepted:
-            await asyncio.sleep(0.02)
-        task.cancel()
-        # generous bound: only detects a hang on the worker thread
-        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
-    assert task.cancelled()
+    namenode = FakeWebHDFS().start()
+    try:
+        with BlackHole() as hung:
+            source = hdfs_source([hung.address, namenode.address], readTimeout="10m")
+            task = asyncio.create_task(anext(source.events()))
+            while not hung.accepted:
+                await asyncio.sleep(0.02)
+            task.cancel()
+            # generous bound: only detects a hang on the worker thread
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
+        assert task.cancelled()
+        # The hung request ends (the namenode closed); the abandoned scan gives up instead of
+        # going on to the next address.
+        for thread in threading.enumerate():
+            if thread.name.startswith("hdfs-scan"):
+                thread.join(10)
+        assert namenode.server.requests == []
+    finally:
+        namenode.stop()
 
 
 def test_sigterm_ends_eventsource_run_while_a_request_hangs(private_nats, tmp_path):

@@ -87,6 +87,8 @@ class HDFSSource(Source):
         self._clients: list[Any] = []
         self._current = 0
         self._sleep = asyncio.sleep
+        self._stopped = threading.Event()
+        """Set when the source stops: an abandoned scan thread gives up at its next request."""
         self._shown = [redact_url(a) for a in self.spec.addresses]
         """Addresses as log lines may show them."""
 
@@ -108,6 +110,8 @@ class HDFSSource(Source):
         out: dict[str, FileInfo] = {}
         stack = [directory.rstrip("/") or "/"]
         while stack:
+            if self._stopped.is_set():
+                raise _Stopped
             d = stack.pop()
             for name, st in client.list(d, status=True):
                 full = f"{d.rstrip('/')}/{name}"
@@ -131,7 +135,11 @@ class HDFSSource(Source):
             idx = (self._current + i) % n
             try:
                 result = self._list_recursive(self._clients[idx], self.spec.directory)
-            except Exception as err:  # hdfs raises HdfsError and requests errors
+            except _Stopped:
+                return None
+            except Exception as err:
+                if self._stopped.is_set():
+                    return None  # hdfs raises HdfsError and requests errors
                 then = (f"trying {self._shown[(idx + 1) % n]}" if i < n - 1
                         else f"no namenode answered; retrying in {next_delay:.1f}s")
                 log.warning("hdfs %s: namenode %s failed (%s); %s", self.label, self._shown[idx], _short(err), then)
@@ -146,19 +154,27 @@ class HDFSSource(Source):
         known: dict[str, FileInfo] = {}
         interval = self.spec.interval_seconds()
         failed_rounds = 0
-        while True:
-            delay = retry_delay(interval, failed_rounds + 1)
-            current = await in_daemon_thread(functools.partial(self.scan, delay), f"hdfs-scan {self.cfg.name}")
-            if current is None:
-                failed_rounds += 1
-                await self._sleep(delay)
-                continue
-            failed_rounds = 0
-            for change in diff(known, current):
-                if self.matcher.matches(change):
-                    yield SourceEvent(with_metadata({"name": change.path, "op": change.op}, self))
-            known = current
-            await self._sleep(interval)
+        self._stopped.clear()
+        try:
+            while True:
+                delay = retry_delay(interval, failed_rounds + 1)
+                current = await in_daemon_thread(functools.partial(self.scan, delay), f"hdfs-scan {self.cfg.name}")
+                if current is None:
+                    failed_rounds += 1
+                    await self._sleep(delay)
+                    continue
+                failed_rounds = 0
+                for change in diff(known, current):
+                    if self.matcher.matches(change):
+                        yield SourceEvent(with_metadata({"name": change.path, "op": change.op}, self))
+                known = current
+                await self._sleep(interval)
+        finally:
+            self._stopped.set()
+
+
+class _Stopped(Exception):
+    """The source stopped while a scan was running on its thread."""
 
 
 def _short(err: BaseException) -> str:
