@@ -12,6 +12,7 @@ from airflow.sdk.bases.hook import BaseHook
 
 from airflow_argo_events.core.bus import EventBus, NatsSettings, StreamSettings
 from airflow_argo_events.core.exceptions import BusUnavailableError
+from airflow_argo_events.core.redact import redact_text
 
 _EXTRA_KEYS = ("token", "nkey_seed", "nkey_seed_file", "creds_file", "tls_ca", "tls_cert", "tls_key", "name")
 
@@ -109,4 +110,4 @@ class NatsHook(BaseHook):
         except BusUnavailableError as err:
             return False, str(err)
         except Exception as err:
-            return False, f"NATS {settings.describe()}: {err}"
+            return False, f"NATS {settings.describe()}: {redact_text(str(err))}"

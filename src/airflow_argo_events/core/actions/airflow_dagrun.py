@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 
 from airflow_argo_events.core.actions.base import Action, ActionContext, ActionResult
+from airflow_argo_events.core.redact import redact_text, redact_url
 from airflow_argo_events.core.spec.sensor import AirflowDagRunTrigger
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ class AirflowDagRunAction(Action):
                 if resp.status >= 500 or resp.status == 429:
                     raise _TokenUnavailable(f"POST {base}/auth/token: {resp.status} {(await resp.text())[:200]}")
                 if resp.status >= 300:
-                    raise PermissionError(f"POST {base}/auth/token: {resp.status} {(await resp.text())[:200]}")
+                    raise PermissionError(f"POST {redact_url(base)}/auth/token: {resp.status} "
+                                          f"{(await resp.text())[:200]}")
                 self._tokens[base] = (await resp.json())["access_token"]
         return self._tokens[base]
 
@@ -104,10 +106,11 @@ class AirflowDagRunAction(Action):
         except PermissionError as err:
             return ActionResult(False, str(err), retryable=False)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
-            return ActionResult(False, f"POST {url}: {type(err).__name__}: {err}")
+            return ActionResult(False, f"POST {redact_url(url)}: {type(err).__name__}: {redact_text(str(err))}")
         if status in (200, 201):
             return ActionResult(True, f"DAG run {spec.dag_id}/{run_id} created", status=status)
         if status == 409:
             return ActionResult(True, f"DAG run {spec.dag_id}/{run_id} already exists", status=status)
         retryable = status >= 500 or status == 429
-        return ActionResult(False, f"POST {url}: {status} {text[:300]}", status=status, retryable=retryable)
+        return ActionResult(False, f"POST {redact_url(url)}: {status} {text[:300]}", status=status,
+                            retryable=retryable)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from airflow_argo_events.core.actions.base import Action, ActionContext, ActionResult
+from airflow_argo_events.core.redact import redact_text, redact_url
 from airflow_argo_events.core.sensor.params import apply_params, compile_parameters
 from airflow_argo_events.core.spec.sensor import HTTPTrigger
 
@@ -74,6 +75,7 @@ class HttpAction(Action):
         else:
             data = str(payload).encode()
         method = (spec.method or "POST").upper()
+        shown = redact_url(spec.url)  # the outcome detail is logged at INFO on every firing
         session = await self.ctx.http()
         try:
             async with session.request(
@@ -83,11 +85,13 @@ class HttpAction(Action):
             ) as resp:
                 await resp.read()
                 status = resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
-            return ActionResult(False, f"{method} {spec.url}: {type(err).__name__}: {err}")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as err:
+            # aiohttp's errors may quote the URL (yarl keeps the password in str(URL)); a
+            # ValueError is e.g. basicAuth given together with credentials in the URL.
+            return ActionResult(False, f"{method} {shown}: {type(err).__name__}: {redact_text(str(err))}")
         policy = firing.trigger_spec.policy if firing.trigger_spec else None
         allow = policy.status.allow if policy and policy.status else None
         if allow is not None and status not in allow:
-            return ActionResult(False, f"{method} {spec.url}: status {status} not in policy.status.allow {allow}",
+            return ActionResult(False, f"{method} {shown}: status {status} not in policy.status.allow {allow}",
                                 status=status)
-        return ActionResult(True, f"{method} {spec.url}: {status}", status=status)
+        return ActionResult(True, f"{method} {shown}: {status}", status=status)

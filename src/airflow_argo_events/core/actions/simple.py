@@ -14,6 +14,7 @@ import nats.errors
 from airflow_argo_events.core.actions.base import Action, ActionContext, ActionResult
 from airflow_argo_events.core.bus.connection import shared_connection
 from airflow_argo_events.core.bus.settings import NatsSettings
+from airflow_argo_events.core.redact import redact_text, redact_url, url_host
 from airflow_argo_events.core.spec.sensor import LogTrigger, NATSTrigger, SlackTrigger
 
 if TYPE_CHECKING:
@@ -61,14 +62,14 @@ class NatsAction(Action):
                 kwargs["password"] = self.ctx.secrets.get(spec.auth.basic.password, f"{where}.auth.basic.password")
             if spec.auth.nkey:
                 kwargs["nkey_seed"] = self.ctx.secrets.get(spec.auth.nkey, f"{where}.auth.nkey")
-        settings = NatsSettings.from_url(spec.url, **kwargs).with_label(f"{where} ({spec.url})")
+        settings = NatsSettings.from_url(spec.url, **kwargs).with_label(f"{where} ({redact_url(spec.url)})")
         payload = json.dumps(firing.resolved).encode()
         try:
             async with shared_connection(settings) as nc:
                 await nc.publish(spec.subject, payload, headers={"Nats-Msg-Id": firing.id})
                 await nc.flush(timeout=5)
         except (nats.errors.Error, OSError, asyncio.TimeoutError) as err:
-            return ActionResult(False, f"publish to {spec.subject}: {err or type(err).__name__}")
+            return ActionResult(False, f"publish to {spec.subject}: {redact_text(str(err)) or type(err).__name__}")
         return ActionResult(True, f"published to {spec.subject}")
 
 
@@ -96,7 +97,10 @@ class SlackAction(Action):
                                     timeout=aiohttp.ClientTimeout(total=30)) as resp:
                 reply = await resp.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as err:
-            return ActionResult(False, f"slack {url}: {err}")
+            # The API URL may be a webhook whose path is the credential: show the host only.
+            host = url_host(url)
+            text = redact_text(str(err).replace(url, host).replace(self.ctx.slack_api_url, host))
+            return ActionResult(False, f"slack {host}: {type(err).__name__}: {text}")
         if not reply.get("ok"):
             return ActionResult(False, f"slack: {reply.get('error', 'not ok')}", retryable=reply.get("error") in (
                 "ratelimited", "internal_error", "service_unavailable"))

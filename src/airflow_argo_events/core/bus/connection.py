@@ -19,6 +19,7 @@ from nats.aio.client import Client
 
 from airflow_argo_events.core.bus.settings import NatsSettings
 from airflow_argo_events.core.exceptions import BusUnavailableError
+from airflow_argo_events.core.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,12 @@ async def connect(settings: NatsSettings, initial_attempts: int = 3) -> Client:
     The first connection gives up after ``initial_attempts`` rounds over the servers (so a
     wrong password fails fast); once connected, the client reconnects forever.
     """
-    where = settings.describe()
+    where = settings.describe()  # redacted: every line below may reach a log
     last_error: list[BaseException] = []
 
     async def on_error(err: Exception) -> None:
         last_error[:] = [err]
-        log.warning("NATS %s: %s", where, err)
+        log.warning("NATS %s: %s", where, redact_text(str(err)) or type(err).__name__)
 
     async def on_disconnected() -> None:
         log.info("NATS %s: disconnected", where)
@@ -64,11 +65,11 @@ async def connect(settings: NatsSettings, initial_attempts: int = 3) -> Client:
         )
     except (OSError, asyncio.TimeoutError, nats.errors.Error) as err:
         cause = last_error[0] if last_error else err
-        text = str(cause) or type(cause).__name__
+        text = redact_text(str(cause)) or type(cause).__name__
         if "authorization" in text.lower() or "authentication" in text.lower():
             raise BusUnavailableError(f"NATS {where}: credentials refused ({text})") from err
         raise BusUnavailableError(
-            f"NATS {where}: cannot connect to {', '.join(settings.servers)} ({text})"
+            f"NATS {where}: cannot connect to {', '.join(redact_url(s) for s in settings.servers)} ({text})"
         ) from err
     # nats-py reads this option on every reconnect: from now on, never give up.
     client.options["max_reconnect_attempts"] = -1

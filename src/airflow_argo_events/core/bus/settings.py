@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from airflow_argo_events.core.redact import redact_text, redact_url
+
 ENV_URL = "ARGO_EVENTS_NATS_URL"
 
 
@@ -51,7 +53,7 @@ class NatsSettings:
         scheme = parts.scheme or "nats"
         hosts = parts.netloc.rsplit("@", 1)[-1]
         servers = tuple(f"{scheme}://{h}" if ":" in h else f"{scheme}://{h}:4222" for h in hosts.split(",") if h)
-        kwargs: dict[str, Any] = {"servers": servers or ("nats://127.0.0.1:4222",), "label": _redact(url)}
+        kwargs: dict[str, Any] = {"servers": servers or ("nats://127.0.0.1:4222",), "label": redact_url(url)}
         if "@" in parts.netloc:
             userinfo = parts.netloc.rsplit("@", 1)[0]
             user, _, password = userinfo.partition(":")
@@ -74,7 +76,7 @@ class NatsSettings:
             elif key == "connect_timeout":
                 kwargs["connect_timeout"] = float(value)
             else:
-                raise ValueError(f"NATS URL {_redact(url)}: unknown option {key!r}")
+                raise ValueError(f"NATS URL {redact_url(url)}: unknown option {key!r}")
         kwargs.update(overrides)
         return cls(**kwargs)
 
@@ -119,15 +121,8 @@ class NatsSettings:
         return kw
 
     def describe(self) -> str:
-        return self.label or ",".join(self.servers)
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url.split("?", 1)[0]
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return f"{parts.scheme}://***@{host}{parts.path}"
+        """Where these settings point, fit for a log line (credentials redacted)."""
+        return redact_text(self.label) if self.label else ", ".join(redact_url(s) for s in self.servers)
 
 
 def settings_from_env() -> NatsSettings | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from airflow_argo_events.core.bus.connection import shared_connection
 from airflow_argo_events.core.bus.settings import NatsSettings
+from airflow_argo_events.core.redact import redact_url
 from airflow_argo_events.core.sources.base import Source, SourceEvent, with_metadata
 from airflow_argo_events.core.sources.queues import Backoff, body_of
 
@@ -30,7 +31,7 @@ class NatsSource(Source):
                 auth["password"] = self.ctx.secrets.get(a.basic.password, f"{where}.auth.basic.password")
             if a.nkey:
                 auth["nkey_seed"] = self.ctx.secrets.get(a.nkey, f"{where}.auth.nkey")
-        return NatsSettings.from_url(self.spec.url, **auth).with_label(f"{where} {self.spec.url}")
+        return NatsSettings.from_url(self.spec.url, **auth).with_label(f"{where} {redact_url(self.spec.url)}")
 
     async def events(self) -> AsyncIterator[SourceEvent]:
         backoff = Backoff()

@@ -8,6 +8,8 @@ import json
 import logging
 from typing import Any
 
+from airflow_argo_events.core.redact import redact_text
+
 log = logging.getLogger("airflow_argo_events.sources")
 
 
@@ -32,7 +34,9 @@ class Backoff:
         self.first, self.cap, self.current = first, cap, first
 
     async def wait(self, label: str, err: BaseException) -> None:
-        log.warning("%s: %s; reconnecting in %.1fs", label, err, self.current)
+        # Client errors may quote the broker URL (amqp://user:pass@..., redis://:pass@...).
+        log.warning("%s: %s; reconnecting in %.1fs", label, redact_text(str(err)) or type(err).__name__,
+                    self.current)
         await asyncio.sleep(self.current)
         self.current = min(self.current * 2, self.cap)
 

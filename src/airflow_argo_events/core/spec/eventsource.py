@@ -31,6 +31,8 @@ from airflow_argo_events.core.spec.durations import parse_duration
 from airflow_argo_events.core.spec.sensor import Backoff, BasicAuth, TLSConfig
 
 FILE_OPS = ("CREATE", "WRITE", "REMOVE", "RENAME", "CHMOD")
+HDFS_CONNECT_TIMEOUT = 5.0
+HDFS_READ_TIMEOUT = 30.0
 
 
 class EventSourceFilter(ArgoModel):
@@ -123,9 +125,19 @@ class HDFSEventSource(ArgoModel):
     krb_service_principal_name: str = ""
     metadata: dict[str, str] | None = None
     filter: EventSourceFilter | None = None
+    connect_timeout: str = Field(
+        "", description="Extension (not in Argo): Go duration to wait for a namenode's TCP connection (default 5s).")
+    read_timeout: str = Field(
+        "", description="Extension (not in Argo): Go duration a namenode may stay silent during one WebHDFS "
+                        "request before the next address is tried (default 30s).")
 
     def interval_seconds(self) -> float:
         return parse_duration(self.check_interval) if self.check_interval else 60.0
+
+    def timeouts(self) -> tuple[float, float]:
+        """(connect, read) seconds for every WebHDFS request."""
+        return (parse_duration(self.connect_timeout) if self.connect_timeout else HDFS_CONNECT_TIMEOUT,
+                parse_duration(self.read_timeout) if self.read_timeout else HDFS_READ_TIMEOUT)
 
 
 class NATSAuthSpec(ArgoModel):
@@ -366,11 +378,14 @@ def validate_eventsource(es: EventSource) -> list[tuple[str, str]]:
             errors += _bad_ops(c.type, f"{where}.type")
             if not c.addresses:
                 errors.append((f"{where}.addresses", "at least one address is required"))
-            if c.check_interval:
-                try:
-                    parse_duration(c.check_interval)
-                except ValueError as err:
-                    errors.append((f"{where}.checkInterval", str(err)))
+            for field, value in (("checkInterval", c.check_interval), ("connectTimeout", c.connect_timeout),
+                                 ("readTimeout", c.read_timeout)):
+                if value:
+                    try:
+                        if parse_duration(value) <= 0:
+                            raise ValueError(f"must be positive, got {value!r}")
+                    except ValueError as err:
+                        errors.append((f"{where}.{field}", str(err)))
             if (c.krb_c_cache_secret or c.krb_keytab_secret) and not c.krb_service_principal_name:
                 errors.append((f"{where}.krbServicePrincipalName", "is required with Kerberos"))
             if c.krb_keytab_secret and not (c.krb_username and c.krb_realm):
