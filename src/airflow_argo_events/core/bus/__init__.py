@@ -139,4 +139,4 @@ class EventBus:
 
     async def state(self, bucket: str) -> StateStore:
         """The KV bucket holding one sensor's state (created if absent)."""
-        return await StateStore.open(self.js, bucket)
+        return await StateStore.open(self.js, bucket, replicas=self.stream.replicas)

@@ -79,12 +79,21 @@ class StateStore:
         self.bucket = bucket
 
     @classmethod
-    async def open(cls, js: JetStreamContext, bucket: str, history: int = 1) -> StateStore:
+    async def open(cls, js: JetStreamContext, bucket: str, history: int = 1, replicas: int = 1) -> StateStore:
+        """Open the bucket, creating it with ``replicas`` copies (as the event stream: on a
+        cluster, the state must survive the loss of a node just as the events do; a single
+        server falls back to one)."""
         async def _open() -> KeyValue:
             try:
                 return await js.key_value(bucket)
             except BucketNotFoundError:
-                return await js.create_key_value(bucket=bucket, history=history)
+                pass
+            try:
+                return await js.create_key_value(bucket=bucket, history=history, replicas=replicas)
+            except APIError as err:
+                if replicas > 1 and "replicas" in str(err).lower():
+                    return await js.create_key_value(bucket=bucket, history=history, replicas=1)
+                raise
 
         return cls(await translated(_open(), f"KV bucket {bucket}"), bucket, js)
 
