@@ -17,6 +17,10 @@ from airflow_argo_events.core.spec.durations import parse_duration
         ("nats://h?creds=/x/u.creds&name=etl", {"creds_file": "/x/u.creds", "name": "etl", "servers": ("nats://h:4222",)}),
         ("tls://h:4443?tls_ca=/ca.pem", {"tls_ca": "/ca.pem", "servers": ("tls://h:4443",)}),
         ("nats://h?nkey=/k.nk", {"nkey_seed_file": "/k.nk"}),
+        # credentials on every server of a list: both hosts kept, the password not mangled
+        ("nats://u:pw@h1,u:pw@h2:4223", {"servers": ("nats://h1:4222", "nats://h2:4223"), "user": "u",
+                                          "password": "pw"}),
+        ("nats://u:p%40x@h", {"password": "p@x"}),
     ],
 )
 def test_from_url(url, expected):

@@ -51,12 +51,19 @@ class NatsSettings:
             url = "nats://" + url
         parts = urlsplit(url)
         scheme = parts.scheme or "nats"
-        hosts = parts.netloc.rsplit("@", 1)[-1]
-        servers = tuple(f"{scheme}://{h}" if ":" in h else f"{scheme}://{h}:4222" for h in hosts.split(",") if h)
+        # Each server of a list may carry its own userinfo (``nats://u:p@h1,u:p@h2``): the
+        # first one found is used, as nats-py does.
+        hosts, userinfos = [], []
+        for piece in parts.netloc.split(","):
+            info, at, host = piece.rpartition("@")
+            if host:
+                hosts.append(host)
+            if at:
+                userinfos.append(info)
+        servers = tuple(f"{scheme}://{h}" if ":" in h else f"{scheme}://{h}:4222" for h in hosts)
         kwargs: dict[str, Any] = {"servers": servers or ("nats://127.0.0.1:4222",), "label": redact_url(url)}
-        if "@" in parts.netloc:
-            userinfo = parts.netloc.rsplit("@", 1)[0]
-            user, _, password = userinfo.partition(":")
+        if userinfos:
+            user, _, password = userinfos[0].partition(":")
             if password:
                 kwargs["user"], kwargs["password"] = unquote(user), unquote(password)
             else:
