@@ -54,7 +54,8 @@ log = logging.getLogger("airflow_argo_events.sensor")
 
 Execute = Callable[[Firing], Awaitable[Any]]
 RECENT_FINISHED = 10_000
-MAX_TOMBSTONES = 100_000
+MAX_TOMBSTONES = 10_000
+"""Finished-firing markers kept at most (about 1 MB of KV): the oldest go early on a busy sensor."""
 MAX_BACKOFF = 5.0
 
 
@@ -678,14 +679,16 @@ class SensorRuntime:
         if tombstone:
             await self._erase_quietly(st.journal_key(rec.firing_id))
 
-    async def _sweep_tombstones(self, every: float = 60.0) -> None:
+    async def _sweep_tombstones(self, every: float = 5.0) -> None:
         while True:
             await asyncio.sleep(every)
             horizon = time.time() - st.TOMBSTONE_AGE
-            # Past MAX_TOMBSTONES (a very busy sensor) the oldest go early: memory stays bounded.
+            # Past MAX_TOMBSTONES (a very busy sensor) the oldest go early: KV and memory stay bounded.
+            old = []
             while self._tombstones and (self._tombstones[0][0] < horizon or len(self._tombstones) > MAX_TOMBSTONES):
-                _, key = self._tombstones.popleft()
-                await self._erase_quietly(key)
+                old.append(self._tombstones.popleft()[1])
+            for i in range(0, len(old), 64):
+                await asyncio.gather(*(self._erase_quietly(key) for key in old[i:i + 64]))
 
     async def flush(self) -> None:
         """Wait until every finished firing has left the journal."""
