@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -198,12 +198,31 @@ def _time_window(f: TimeFilter, t: datetime) -> bool:
     stop < start:   0:00 ===== stop)----[start ===== 24:00
     """
     tz = ZoneInfo(f.timezone) if f.timezone else timezone.utc
-    local = t.astimezone(tz)
+    local = _local(t, tz)
     start = _at(local, f.start)
     stop = _at(local, f.stop)
     if start < stop:
         return start <= local < stop
     return local >= start or local < stop
+
+
+_GREGORIAN_CYCLE = timedelta(days=146_097)
+"""400 years: the calendar (weekdays, leap days) repeats, and so does a zone's time of day."""
+
+
+def _local(t: datetime, tz: tzinfo) -> datetime:
+    """``t`` in ``tz``, even where that falls outside Python's years 1-9999.
+
+    Go's time has no such bound: 9999-12-31T23:00Z is 10000-01-01 in Pacific/Kiritimati
+    and Argo compares its time of day. Only the time of day matters to the window, so
+    shift by whole 400-year cycles (same calendar, same zone rules: past the last
+    transition a zone follows one yearly rule) and convert that instead.
+    """
+    try:
+        return t.astimezone(tz)
+    except OverflowError:
+        shift = _GREGORIAN_CYCLE if t.year < 5000 else -_GREGORIAN_CYCLE
+        return (t + shift).astimezone(tz)
 
 
 def _at(day: datetime, hms: str) -> datetime:
