@@ -17,7 +17,6 @@ Every verdict carries a one-line reason, which ``sensor test --explain`` prints.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
@@ -36,6 +35,7 @@ from airflow_argo_events.core.sensor.paths import (
     parse_go_bool,
     parse_go_float,
 )
+from airflow_argo_events.core.sensor.regex import RegexError, go_regex, matches
 from airflow_argo_events.core.spec.sensor import DataFilter, EventDependencyFilter, TimeFilter
 
 
@@ -79,8 +79,11 @@ class _DataItem:
                 elif f.type == "number":
                     self.values.append(parse_go_float(v))
                 else:
-                    self.values.append(re.compile(v))
-            except (ValueError, re.error) as err:
+                    self.values.append(go_regex(v))  # Go's regexp: RE2, linear time
+            except RegexError as err:
+                self.value_error = str(err)
+                break
+            except ValueError as err:
                 self.value_error = f"value {v!r}: {err}"
                 break
         self.negate = f.comparator == "!="
@@ -114,8 +117,8 @@ class _DataItem:
             shown = gjson_string(value)
         else:
             text = gjson_string(value)
-            matches = [rx.search(text) is not None for rx in self.values]
-            hits = [not m for m in matches] if self.negate else matches
+            found = [matches(rx, text) for rx in self.values]
+            hits = [not m for m in found] if self.negate else found
             shown = repr(text)
         if self.negate and len(self.values) > 1:
             # Deliberate difference (ARGO_SEMANTICS.md section 9): != with several
