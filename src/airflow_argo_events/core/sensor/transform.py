@@ -16,6 +16,7 @@ from airflow_argo_events.core.sensor.lua import LuaError, LuaSandbox
 from airflow_argo_events.core.spec.sensor import EventDependencyTransformer
 
 JQ_TIMEOUT_SECONDS = 2.0
+"""Per event: the worker is killed and restarted past it. jq transforms take microseconds; 2 s is a hang."""
 _JQ = JqProcess()
 
 
