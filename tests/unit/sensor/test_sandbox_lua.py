@@ -151,3 +151,9 @@ def test_variable_items_counts_the_backtracking_exponent():
     assert lua_patterns.variable_items(b"^%s*(.-)%s*$") == 3
     assert lua_patterns.variable_items(b"%*%-abc") == 0
     assert lua_patterns.variable_items(b"%b()") == 1
+
+
+def test_time_limit_applies_when_the_instruction_budget_is_large():
+    slow = LuaSandbox(max_instructions=10**15, max_seconds=0.2)
+    with pytest.raises(LuaError, match="time limit exceeded"):
+        run(slow, "while true do pcall(function() while true do end end) end")
