@@ -35,33 +35,33 @@ MAX_MANIFEST_NODES = 200_000
 manifests have hundreds to a few thousand; a billion-laughs file has 10^9 and is refused
 while it is parsed; 200,000 still load in about two seconds."""
 
-try:  # libyaml parses (fast); the composer stays in Python so that it can count
-    from yaml.cyaml import CParser as _Parser
-
-except ImportError:  # pragma: no cover - PyYAML built without libyaml
-    from yaml.parser import Parser
-    from yaml.reader import Reader
-    from yaml.scanner import Scanner
-
-    class _Parser(Reader, Scanner, Parser):  # type: ignore[no-redef]
-        def __init__(self, stream: str) -> None:
-            Reader.__init__(self, stream)
-            Scanner.__init__(self)
-            Parser.__init__(self)
-
-
-class _BoundedLoader(yaml.composer.Composer, _Parser, yaml.constructor.SafeConstructor,  # type: ignore[misc]
-                     yaml.resolver.Resolver):
-    """A safe loader that counts depth and alias-expanded size while composing nodes."""
-
+class _PureParser(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):
     def __init__(self, stream: str) -> None:
-        _Parser.__init__(self, stream)
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+
+
+try:  # libyaml parses (fast); the composer stays in Python so that it can count
+    from yaml.cyaml import CParser as _FastParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    _FastParser = _PureParser  # type: ignore[misc,assignment]
+
+
+class _Bounded(yaml.composer.Composer):
+    """Composes nodes counting depth and alias-expanded size (mixed into a parser below)."""
+
+    _depth: int
+    _expanded: int
+    _sizes: dict[int, int]
+
+    def _setup(self) -> None:
         yaml.composer.Composer.__init__(self)
-        yaml.constructor.SafeConstructor.__init__(self)
-        yaml.resolver.Resolver.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)  # type: ignore[arg-type]
+        yaml.resolver.Resolver.__init__(self)  # type: ignore[arg-type]
         self._depth = 0
         self._expanded = 0
-        self._sizes: dict[int, int] = {}
+        self._sizes = {}
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -90,11 +90,32 @@ class _BoundedLoader(yaml.composer.Composer, _Parser, yaml.constructor.SafeConst
                                  f"{mark.line + 1}; an alias repeats its anchor's whole content)")
 
 
+class _FastLoader(_Bounded, _FastParser, yaml.constructor.SafeConstructor,  # type: ignore[misc]
+                  yaml.resolver.Resolver):
+    def __init__(self, stream: str) -> None:
+        _FastParser.__init__(self, stream)
+        self._setup()
+
+
+class _PureLoader(_Bounded, _PureParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    def __init__(self, stream: str) -> None:
+        _PureParser.__init__(self, stream)
+        self._setup()
+
+
 def load_yaml(text: str) -> list[Any]:
     """Every document of a YAML text, within the manifest limits; ``yaml.YAMLError`` otherwise."""
     if len(text) > MAX_MANIFEST_BYTES:
         raise yaml.YAMLError(f"larger than {MAX_MANIFEST_BYTES} bytes")
-    loader = _BoundedLoader(text)
+    try:
+        return _load(_FastLoader, text)
+    except yaml.MarkedYAMLError:
+        # A syntax error: PyYAML's own parser words it as users have always seen it.
+        return _load(_PureLoader, text)
+
+
+def _load(cls: type[_FastLoader] | type[_PureLoader], text: str) -> list[Any]:
+    loader = cls(text)
     try:
         docs = []
         while loader.check_data():
