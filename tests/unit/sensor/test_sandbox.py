@@ -83,3 +83,22 @@ def test_invalid_jq_program_is_an_error_per_event():
     t = Transform(EventDependencyTransformer(jq="{{{"))
     with pytest.raises(TransformError, match="invalid transform"):
         t.apply(ev(data={}))
+
+
+@pytest.mark.parametrize("prog", ['{e: env}', '{e: $ENV}', '{e: (env | tostring)}'])
+def test_jq_sees_no_environment(monkeypatch, prog):
+    # The worker inherits nothing: a secret in our environment must not reach a transform.
+    transform_mod._JQ.kill()
+    monkeypatch.setenv("PLANTED_SECRET", "hunter2-planted")
+    out = Transform(EventDependencyTransformer(jq=prog)).apply(ev(data={})).data
+    assert "hunter2-planted" not in str(out)
+    assert out["e"] in ({}, "{}")
+
+
+@pytest.mark.parametrize("prog", ['import "data" as $d; {d: $d}', 'include "lib"; {a: 1}',
+                                  '# comment\nimport "x" as x; .'])
+def test_jq_modules_are_refused(tmp_path, monkeypatch, prog):
+    (tmp_path / "data.json").write_text('{"secret": 1}')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TransformError, match="import/include"):
+        Transform(EventDependencyTransformer(jq=prog)).apply(ev(data={}))

@@ -16,12 +16,19 @@ from __future__ import annotations
 import ast
 import operator as op
 import re
-from functools import lru_cache
 from typing import Any
 
 import simpleeval
 
+from airflow_argo_events.core.sensor.regex import RegexError, go_regex, matches
+
 MAX_EXPR_LENGTH = 4096
+"""Longer expressions are refused at load; real filter expressions are a line or two."""
+
+MAX_EXPR_DEPTH = 64
+"""Deepest syntax tree accepted (``!!!a`` is 4 deep, ``a+b+c`` 3). Evaluation recurses once per
+level, so 1,300 ``!`` or 2,000 ``-`` would hit Python's recursion limit on the first event;
+refusing them at load names the field instead. Real expressions nest well under 20."""
 
 _TOKENS = re.compile(
     r"""\s*(?:
@@ -39,18 +46,18 @@ class ExprError(ValueError):
     """The expression is invalid, or failed for this event."""
 
 
-@lru_cache(maxsize=1024)
-def _regex(pattern: str) -> re.Pattern[str]:
+def _regex(pattern: str) -> Any:
+    # govaluate compiles with Go's regexp (RE2): linear time, so a hostile value cannot stall the filter.
     try:
-        return re.compile(pattern)
-    except re.error as err:
-        raise ExprError(f"invalid regex {pattern!r}: {err}") from err
+        return go_regex(pattern)
+    except RegexError as err:
+        raise ExprError(str(err)) from None
 
 
 def _match(value: Any, pattern: Any) -> bool:
     if not isinstance(value, str) or not isinstance(pattern, str):
         raise ExprError("=~ and !~ need string operands")
-    return _regex(pattern).search(value) is not None
+    return matches(_regex(pattern), value)
 
 
 def _safe_name(name: str) -> str:
@@ -100,6 +107,21 @@ _OPERATORS = dict(simpleeval.DEFAULT_OPERATORS)
 _OPERATORS.update({ast.Is: _match, ast.IsNot: lambda a, b: not _match(a, b), ast.Not: op.not_})
 
 
+def _check_tree(tree: ast.AST) -> None:
+    """Bound nesting, and compile every literal ``=~`` pattern now so a bad one is a load error."""
+    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_EXPR_DEPTH:
+            raise ExprError(f"expression nested deeper than {MAX_EXPR_DEPTH} levels")
+        if isinstance(node, ast.Compare):
+            for cmp_op, right in zip(node.ops, node.comparators, strict=True):
+                if isinstance(cmp_op, (ast.Is, ast.IsNot)) and isinstance(right, ast.Constant) \
+                        and isinstance(right.value, str):
+                    _regex(right.value)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+
 class ExprFilterProgram:
     """One compiled expression; ``evaluate(values)`` with the names its ``fields`` bind."""
 
@@ -110,6 +132,9 @@ class ExprFilterProgram:
             self._tree = simpleeval.SimpleEval.parse(source)
         except SyntaxError as err:
             raise ExprError(f"invalid expression {expr!r}: {err.msg}") from None
+        except (RecursionError, MemoryError):  # the parser's own nesting limits
+            raise ExprError(f"expression nested deeper than {MAX_EXPR_DEPTH} levels") from None
+        _check_tree(self._tree)
         # One evaluator per program: only its names change between events.
         self._evaluator = simpleeval.SimpleEval(operators=_OPERATORS, functions={}, names={})
 

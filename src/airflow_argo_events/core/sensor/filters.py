@@ -17,9 +17,8 @@ Every verdict carries a one-line reason, which ``sensor test --explain`` prints.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,6 +35,7 @@ from airflow_argo_events.core.sensor.paths import (
     parse_go_bool,
     parse_go_float,
 )
+from airflow_argo_events.core.sensor.regex import RegexError, go_regex, matches
 from airflow_argo_events.core.spec.sensor import DataFilter, EventDependencyFilter, TimeFilter
 
 
@@ -79,8 +79,11 @@ class _DataItem:
                 elif f.type == "number":
                     self.values.append(parse_go_float(v))
                 else:
-                    self.values.append(re.compile(v))
-            except (ValueError, re.error) as err:
+                    self.values.append(go_regex(v))  # Go's regexp: RE2, linear time
+            except RegexError as err:
+                self.value_error = str(err)
+                break
+            except ValueError as err:
                 self.value_error = f"value {v!r}: {err}"
                 break
         self.negate = f.comparator == "!="
@@ -114,8 +117,8 @@ class _DataItem:
             shown = gjson_string(value)
         else:
             text = gjson_string(value)
-            matches = [rx.search(text) is not None for rx in self.values]
-            hits = [not m for m in matches] if self.negate else matches
+            found = [matches(rx, text) for rx in self.values]
+            hits = [not m for m in found] if self.negate else found
             shown = repr(text)
         if self.negate and len(self.values) > 1:
             # Deliberate difference (ARGO_SEMANTICS.md section 9): != with several
@@ -198,12 +201,31 @@ def _time_window(f: TimeFilter, t: datetime) -> bool:
     stop < start:   0:00 ===== stop)----[start ===== 24:00
     """
     tz = ZoneInfo(f.timezone) if f.timezone else timezone.utc
-    local = t.astimezone(tz)
+    local = _local(t, tz)
     start = _at(local, f.start)
     stop = _at(local, f.stop)
     if start < stop:
         return start <= local < stop
     return local >= start or local < stop
+
+
+_GREGORIAN_CYCLE = timedelta(days=146_097)
+"""400 years: the calendar (weekdays, leap days) repeats, and so does a zone's time of day."""
+
+
+def _local(t: datetime, tz: tzinfo) -> datetime:
+    """``t`` in ``tz``, even where that falls outside Python's years 1-9999.
+
+    Go's time has no such bound: 9999-12-31T23:00Z is 10000-01-01 in Pacific/Kiritimati
+    and Argo compares its time of day. Only the time of day matters to the window, so
+    shift by whole 400-year cycles (same calendar, same zone rules: past the last
+    transition a zone follows one yearly rule) and convert that instead.
+    """
+    try:
+        return t.astimezone(tz)
+    except OverflowError:
+        shift = _GREGORIAN_CYCLE if t.year < 5000 else -_GREGORIAN_CYCLE
+        return (t + shift).astimezone(tz)
 
 
 def _at(day: datetime, hms: str) -> datetime:

@@ -29,6 +29,18 @@ from urllib.parse import quote_plus
 
 NO_VALUE = "<no value>"
 
+MAX_TEMPLATE_OUTPUT = 1 << 20
+"""Bytes a render may produce, and the largest string any function may return (1 MiB, the
+bus's message limit): ``repeat 2000000000 "x"`` fails at once instead of allocating 2 GB."""
+
+MAX_TEMPLATE_STEPS = 200_000
+"""Actions, function calls and range iterations per render (about 0.2 s). Eight nested
+``range`` over 10 items would be 10^8; real templates take tens to thousands."""
+
+MAX_TEMPLATE_NESTING = 64
+"""Deepest nesting of blocks (if/with/range) and parentheses accepted at parse time; deeper
+would recurse past Python's limit while rendering."""
+
 
 class TemplateError(ValueError):
     """The template does not parse, or failed while rendering."""
@@ -142,6 +154,8 @@ def _printf(fmt: str, *args: Any) -> str:
         flags, verb = m.group(1), m.group(2)
         if verb == "%":
             return "%"
+        if any(int(n) > MAX_TEMPLATE_OUTPUT for n in re.findall(r"\d+", flags)):
+            raise TemplateError(f"printf: width or precision in %{flags}{verb} exceeds {MAX_TEMPLATE_OUTPUT}")
         try:
             a = next(it)
         except StopIteration:
@@ -189,8 +203,28 @@ def _dict(*kv: Any) -> dict[str, Any]:
 
 
 def _indent(n: Any, s: Any) -> str:
-    pad = " " * _to_int(n)
-    return pad + go_format(s).replace("\n", "\n" + pad)
+    width, text = max(0, _to_int(n)), go_format(s)
+    _check_size("indent", width * (text.count("\n") + 1) + len(text))
+    pad = " " * width
+    return pad + text.replace("\n", "\n" + pad)
+
+
+def _repeat(n: Any, s: Any) -> str:
+    count, text = max(0, _to_int(n)), go_format(s)
+    _check_size("repeat", count * len(text))
+    return text * count
+
+
+def _replace(old: Any, new: Any, s: Any) -> str:
+    o, w, text = go_format(old), go_format(new), go_format(s)
+    hits = text.count(o) if o else len(text) + 1
+    _check_size("replace", len(text) + hits * max(0, len(w) - len(o)))
+    return text.replace(o, w)
+
+
+def _check_size(name: str, size: int) -> None:
+    if size > MAX_TEMPLATE_OUTPUT:
+        raise TemplateError(f"{name}: result of {size} bytes exceeds the {MAX_TEMPLATE_OUTPUT}-byte limit")
 
 
 def _json_or_str(v: Any) -> Any:
@@ -223,8 +257,8 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "trimSuffix": lambda p, s: go_format(s).removesuffix(go_format(p)),
     "trunc": lambda n, s: go_format(s)[: _to_int(n)] if _to_int(n) >= 0 else go_format(s)[_to_int(n):],
     "substr": lambda a, b, s: go_format(s)[_to_int(a): _to_int(b)],
-    "replace": lambda old, new, s: go_format(s).replace(go_format(old), go_format(new)),
-    "repeat": lambda n, s: go_format(s) * max(0, _to_int(n)),
+    "replace": _replace,
+    "repeat": _repeat,
     "nospace": lambda s: re.sub(r"\s", "", go_format(s)),
     "contains": lambda sub, s: go_format(sub) in go_format(s),
     "hasPrefix": lambda p, s: go_format(s).startswith(go_format(p)),
@@ -340,7 +374,10 @@ def _lex_action(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def _parse_pipe(tokens: list[tuple[str, str]], i: int = 0, close: bool = False) -> tuple[_Pipe, int]:
+def _parse_pipe(tokens: list[tuple[str, str]], i: int = 0, close: bool = False,
+                depth: int = 0) -> tuple[_Pipe, int]:
+    if depth > MAX_TEMPLATE_NESTING:
+        raise TemplateError(f"parentheses nested deeper than {MAX_TEMPLATE_NESTING}")
     cmds: list[list[Any]] = [[]]
     while i < len(tokens):
         kind, val = tokens[i]
@@ -355,7 +392,7 @@ def _parse_pipe(tokens: list[tuple[str, str]], i: int = 0, close: bool = False) 
             i += 1
             continue
         if kind == "punct" and val == "(":
-            sub, i = _parse_pipe(tokens, i + 1, close=True)
+            sub, i = _parse_pipe(tokens, i + 1, close=True, depth=depth + 1)
             cmds[-1].append(sub)
             continue
         if kind == "str":
@@ -412,6 +449,8 @@ def _parse(text: str) -> list[Any]:
             block = _Block(head, pipe)
             stack[-1][1].append(block)
             stack.append((block, block.body))
+            if len(stack) > MAX_TEMPLATE_NESTING:
+                raise TemplateError(f"blocks nested deeper than {MAX_TEMPLATE_NESTING}")
         elif head == "else":
             block = stack[-1][0]
             if block is None:
@@ -454,33 +493,57 @@ def _lookup(value: Any, names: tuple[str, ...]) -> Any:
     return value
 
 
+class _Output:
+    """The rendered text so far, refusing to grow past ``MAX_TEMPLATE_OUTPUT``."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+
+    def add(self, text: str) -> None:
+        self.size += len(text)
+        if self.size > MAX_TEMPLATE_OUTPUT:
+            raise TemplateError(f"template output exceeds {MAX_TEMPLATE_OUTPUT} bytes")
+        self.parts.append(text)
+
+
 class GoTemplate:
     """A compiled template; ``render(data)`` runs it with ``.`` = data."""
 
     def __init__(self, text: str) -> None:
         self.text = text
         self._nodes = _parse(text)
+        self._steps = MAX_TEMPLATE_STEPS
 
     def render(self, data: Any) -> str:
-        out: list[str] = []
+        """Render with ``.`` = data; bounded by ``MAX_TEMPLATE_STEPS`` and ``MAX_TEMPLATE_OUTPUT``."""
+        out = _Output()
+        self._steps = MAX_TEMPLATE_STEPS
         try:
             self._run(self._nodes, data, data, out)
         except TemplateError:
             raise
-        except (TypeError, ValueError, ZeroDivisionError, IndexError, KeyError, AttributeError) as err:
+        except (TypeError, ValueError, ZeroDivisionError, IndexError, KeyError, AttributeError,
+                OverflowError, RecursionError) as err:
             raise TemplateError(f"{type(err).__name__}: {err}") from err
-        return "".join(out)
+        return "".join(out.parts)
 
-    def _run(self, nodes: list[Any], dot: Any, root: Any, out: list[str]) -> None:
+    def _step(self) -> None:
+        self._steps -= 1
+        if self._steps < 0:
+            raise TemplateError(f"template exceeded {MAX_TEMPLATE_STEPS} steps")
+
+    def _run(self, nodes: list[Any], dot: Any, root: Any, out: _Output) -> None:
         for node in nodes:
+            self._step()
             if isinstance(node, str):
-                out.append(node)
+                out.add(node)
             elif isinstance(node, _Pipe):
-                out.append(go_format(self._pipe(node, dot, root)))
+                out.add(go_format(self._pipe(node, dot, root)))
             else:
                 self._block(node, dot, root, out)
 
-    def _block(self, b: _Block, dot: Any, root: Any, out: list[str]) -> None:
+    def _block(self, b: _Block, dot: Any, root: Any, out: _Output) -> None:
         value = self._pipe(b.pipe, dot, root)
         if b.kind == "range":
             items = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else []
@@ -514,12 +577,15 @@ class GoTemplate:
                 args = [self._operand(a, dot, root) for a in cmd[1:]]
                 if n > 0:
                     args.append(result)
+                self._step()
                 try:
                     result = FUNCS[head.name](*args)
                 except TemplateError:
                     raise
                 except TypeError as err:
                     raise TemplateError(f"wrong number of args for {head.name}: {err}") from err
+                if isinstance(result, (str, bytes)) and len(result) > MAX_TEMPLATE_OUTPUT:
+                    _check_size(head.name, len(result))
             else:
                 if len(cmd) > 1 or n > 0:
                     raise TemplateError("can't give argument to non-function")

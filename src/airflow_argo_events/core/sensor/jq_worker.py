@@ -1,9 +1,14 @@
 """jq in a child process, so a runaway program can be killed.
 
 The ``jq`` binding holds the GIL while a program runs, so no thread can time it out. A
-small worker process (``python -m airflow_argo_events.core.sensor.jq_worker``) runs the
-programs instead, with a memory limit; the parent waits with a deadline and kills it on
-timeout. One JSON object per line each way.
+small worker process runs the programs instead, with a memory limit; the parent waits
+with a deadline and kills it on timeout. One JSON object per line each way.
+
+The worker sees nothing of ours: it starts with an **empty environment** (jq's ``env``
+and ``$ENV`` would otherwise hand any secret in it, such as a NATS URL with its password,
+to whoever writes the transform), in an empty temporary directory, and refuses jq's
+``import``/``include`` (which read ``.jq``/``.json`` files; Argo's gojq has no module
+loader either). Its import path comes on stdin, not from the environment or argv.
 """
 
 from __future__ import annotations
@@ -11,13 +16,21 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import select
 import subprocess
 import sys
+import tempfile
 import threading
 from typing import Any
 
 WORKER_MEMORY_BYTES = 1024 * 1024 * 1024
+"""Address-space limit of the worker (RLIMIT_AS): a runaway program dies, the sensor does not."""
+
+# os.environ.clear(): Python itself sets LC_CTYPE (PEP 538 locale coercion) in an empty environment.
+_BOOT = ("import os, sys, json; os.environ.clear(); sys.path[:0] = json.loads(sys.stdin.buffer.readline()); "
+         "from airflow_argo_events.core.sensor.jq_worker import _serve; _serve()")
+_MODULE_DIRECTIVE = re.compile(r'(?:^|[;\s])(?:import|include)\s*"')
 
 
 class JqRunError(ValueError):
@@ -31,14 +44,21 @@ class JqProcess:
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
+        self._cwd: tempfile.TemporaryDirectory[str] | None = None
         atexit.register(self.kill)
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
+            if self._cwd is None:
+                self._cwd = tempfile.TemporaryDirectory(prefix="argo-events-jq-")
+            # -I: ignore PYTHON* variables and the user site; env={}: nothing to leak.
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "airflow_argo_events.core.sensor.jq_worker"],
+                [sys.executable, "-I", "-c", _BOOT], env={}, cwd=self._cwd.name, close_fds=True,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             )
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(json.dumps([p or os.getcwd() for p in sys.path]).encode() + b"\n")
+            self._proc.stdin.flush()
         return self._proc
 
     def run(self, program: str, data: Any, timeout: float) -> Any:
@@ -70,6 +90,12 @@ class JqProcess:
                     pipe.close()
 
 
+def check_program(program: str) -> None:
+    """Refuse jq module directives (``import``/``include``): they read files."""
+    if _MODULE_DIRECTIVE.search(program):
+        raise ValueError("jq import/include is not supported in transforms")
+
+
 def _serve() -> None:  # pragma: no cover - runs in the child process
     import resource
 
@@ -83,6 +109,7 @@ def _serve() -> None:  # pragma: no cover - runs in the child process
         try:
             prog = compiled.get(req["p"])
             if prog is None:
+                check_program(req["p"])
                 prog = compiled[req["p"]] = jq.compile(req["p"])
             reply = {"ok": prog.input_value(req["d"]).first()}
         except StopIteration:

@@ -11,11 +11,12 @@ import json
 from typing import Any
 
 from airflow_argo_events.core.events import Event
-from airflow_argo_events.core.sensor.jq_worker import JqProcess, JqRunError
+from airflow_argo_events.core.sensor.jq_worker import JqProcess, JqRunError, check_program
 from airflow_argo_events.core.sensor.lua import LuaError, LuaSandbox
 from airflow_argo_events.core.spec.sensor import EventDependencyTransformer
 
 JQ_TIMEOUT_SECONDS = 2.0
+"""Per event: the worker is killed and restarted past it. jq transforms take microseconds; 2 s is a hang."""
 _JQ = JqProcess()
 
 
@@ -35,6 +36,7 @@ class Transform:
             if spec.jq:
                 import jq
 
+                check_program(spec.jq)
                 jq.compile(spec.jq)  # syntax errors now, per event later
                 self._jq = spec.jq
             elif spec.script:

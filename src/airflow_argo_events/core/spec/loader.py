@@ -1,5 +1,10 @@
 """Load Argo manifests (several YAML documents per file) into typed models.
 
+Manifests are read as untrusted input, within limits that no real manifest reaches
+(docs/reference/limits.md): size, nesting depth, and the expansion of YAML aliases (a
+"billion laughs" file is a few hundred bytes that expand to 10^9 nodes). Each breach is
+one SpecError line naming the file.
+
 >>> [m.kind for m in load_text("kind: EventBus\\nmetadata: {name: default}\\nspec: {jetstream: {}}")]
 ['EventBus']
 """
@@ -14,6 +19,110 @@ from pydantic import BaseModel, ValidationError
 
 from airflow_argo_events.core.exceptions import SpecError
 from airflow_argo_events.core.spec.base import spec_error
+
+API_VERSION = "argoproj.io/v1alpha1"
+
+MAX_MANIFEST_BYTES = 1_572_864
+"""1.5 MiB, Kubernetes' limit for one object (etcd's request size); a file may hold several
+documents but no more bytes than that. Bigger files are refused before parsing."""
+
+MAX_MANIFEST_DEPTH = 128
+"""Nesting of YAML mappings/sequences (as ``MAX_JSON_DEPTH`` for events). Deeper would reach
+Python's recursion limit in the parser; real manifests, embedded workflows included, stay under 30."""
+
+MAX_MANIFEST_NODES = 200_000
+"""YAML nodes per file with every alias expanded (a node is a scalar, list or mapping). Real
+manifests have hundreds to a few thousand; a billion-laughs file has 10^9 and is refused
+while it is parsed; 200,000 still load in about two seconds."""
+
+class _PureParser(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):
+    def __init__(self, stream: str) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+
+
+try:  # libyaml parses (fast); the composer stays in Python so that it can count
+    from yaml.cyaml import CParser as _FastParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    _FastParser = _PureParser  # type: ignore[misc,assignment]
+
+
+class _Bounded(yaml.composer.Composer):
+    """Composes nodes counting depth and alias-expanded size (mixed into a parser below)."""
+
+    _depth: int
+    _expanded: int
+    _sizes: dict[int, int]
+
+    def _setup(self) -> None:
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)  # type: ignore[arg-type]
+        yaml.resolver.Resolver.__init__(self)  # type: ignore[arg-type]
+        self._depth = 0
+        self._expanded = 0
+        self._sizes = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node = super().compose_node(parent, index)
+            # An alias repeats its anchor's whole subtree wherever it is used.
+            self._grow(self._sizes.get(id(node), 1), event.start_mark)
+            return node
+        self._depth += 1
+        if self._depth > MAX_MANIFEST_DEPTH:
+            raise yaml.YAMLError(f"nested deeper than {MAX_MANIFEST_DEPTH} levels "
+                                 f"(line {self.peek_event().start_mark.line + 1})")
+        before = self._expanded
+        self._grow(1, None)
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._sizes[id(node)] = self._expanded - before
+        return node
+
+    def _grow(self, n: int, mark: Any) -> None:
+        self._expanded += n
+        if self._expanded > MAX_MANIFEST_NODES:
+            if mark is None:
+                raise yaml.YAMLError(f"more than {MAX_MANIFEST_NODES} YAML nodes")
+            raise yaml.YAMLError(f"expands to more than {MAX_MANIFEST_NODES} YAML nodes (alias at line "
+                                 f"{mark.line + 1}; an alias repeats its anchor's whole content)")
+
+
+class _FastLoader(_Bounded, _FastParser, yaml.constructor.SafeConstructor,  # type: ignore[misc]
+                  yaml.resolver.Resolver):
+    def __init__(self, stream: str) -> None:
+        _FastParser.__init__(self, stream)
+        self._setup()
+
+
+class _PureLoader(_Bounded, _PureParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    def __init__(self, stream: str) -> None:
+        _PureParser.__init__(self, stream)
+        self._setup()
+
+
+def load_yaml(text: str) -> list[Any]:
+    """Every document of a YAML text, within the manifest limits; ``yaml.YAMLError`` otherwise."""
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise yaml.YAMLError(f"larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        return _load(_FastLoader, text)
+    except yaml.MarkedYAMLError:
+        # A syntax error: PyYAML's own parser words it as users have always seen it.
+        return _load(_PureLoader, text)
+
+
+def _load(cls: type[_FastLoader] | type[_PureLoader], text: str) -> list[Any]:
+    loader = cls(text)
+    try:
+        docs = []
+        while loader.check_data():
+            docs.append(loader.get_data())
+        return docs
+    finally:
+        loader.dispose()
 
 
 def _kinds() -> dict[str, type[BaseModel]]:
@@ -47,6 +156,9 @@ def parse_manifest(doc: Any, source: str | None = None, expect: str | None = Non
         raise SpecError([("kind", f"unknown kind {kind!r}; expected one of {', '.join(sorted(kinds))}")], source)
     if expect and kind != expect:
         raise SpecError([("kind", f"expected {expect}, got {kind}")], source)
+    api = doc.get("apiVersion")
+    if api is not None and api != API_VERSION:
+        raise SpecError([("apiVersion", f"unsupported apiVersion {api!r}; expected {API_VERSION}")], source)
     try:
         return kinds[kind].model_validate(doc)
     except ValidationError as err:
@@ -56,11 +168,14 @@ def parse_manifest(doc: Any, source: str | None = None, expect: str | None = Non
 def load_text(text: str, source: str | None = None, expect: str | None = None) -> list[Any]:
     """Every manifest in a YAML text; errors of all documents are reported together."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in load_yaml(text) if d is not None]
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SpecError([("", f"invalid YAML: {where}{getattr(err, 'problem', err)}")], source) from None
+        problem = getattr(err, "problem", None) or str(err)
+        raise SpecError([("", f"invalid YAML: {where}{' '.join(problem.split())}")], source) from None
+    except RecursionError:  # a construct the depth count does not see; never a traceback
+        raise SpecError([("", f"invalid YAML: nested deeper than {MAX_MANIFEST_DEPTH} levels")], source) from None
     if not docs:
         raise SpecError([("", "no manifest in file")], source)
     out, errors = [], []
@@ -77,11 +192,23 @@ def load_text(text: str, source: str | None = None, expect: str | None = None) -
 
 
 def load_file(path: str | Path, expect: str | None = None) -> list[Any]:
+    """Every manifest in a file; refuses big, binary and non-UTF-8 files with one line."""
     p = Path(path)
     try:
-        text = p.read_text()
+        with p.open("rb") as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
     except OSError as err:
         raise SpecError([("", f"cannot read: {err.strerror}")], str(path)) from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise SpecError([("", f"larger than {MAX_MANIFEST_BYTES} bytes (Kubernetes' object limit); "
+                              "not a manifest")], str(path))
+    if b"\0" in data:
+        raise SpecError([("", "binary file (contains NUL bytes); not a manifest")], str(path))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError([("", f"not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start})")],
+                        str(path)) from None
     return load_text(text, str(path), expect)
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from croniter import croniter
 
 if TYPE_CHECKING:
-    from airflow_argo_events.core.spec.sensor import Sensor, TriggerParameter
+    from airflow_argo_events.core.spec.sensor import EventDependencyFilter, Sensor, TriggerParameter
 
 K8S_OPERATIONS = {"", "create", "update", "patch", "delete"}
 WORKFLOW_OPERATIONS = {"submit", "submit-from", "suspend", "retry", "resume", "resubmit", "terminate", "stop"}
@@ -27,6 +27,8 @@ def validate_sensor(sensor: Sensor) -> list[tuple[str, str]]:
             errors.append((f"spec.dependencies[{i}].name", f"duplicate dependency name {dep.name!r}"))
         seen[dep.name] = i
     known = {canonical(n) for n in seen}
+    for i, dep in enumerate(spec.dependencies):
+        errors += _filters(dep.filters, f"spec.dependencies[{i}].filters")
     if not spec.triggers:
         errors.append(("spec.triggers", "at least one trigger is required"))
     names: set[str] = set()
@@ -73,6 +75,10 @@ def validate_sensor(sensor: Sensor) -> list[tuple[str, str]]:
         if len(kinds) != 1:
             errors.append((f"{base}.template", "exactly one trigger type (k8s, argoWorkflow, http, ...) must be set"
                            if not kinds else f"only one trigger type may be set, found {len(kinds)}"))
+        for kind, alias in (("k8s", "k8s"), ("argo_workflow", "argoWorkflow")):
+            body = getattr(t, kind)
+            if body is not None and body.source is not None and body.source.inline:
+                errors += _inline(body.source.inline, f"{base}.template.{alias}.source.inline")
         if t.k8s is not None:
             if t.k8s.source is None:
                 errors.append((f"{base}.template.k8s.source", "source is required"))
@@ -121,3 +127,43 @@ def _params(params: list[TriggerParameter] | None, where: str, known: set[str],
         if not p.dest and not allow_empty_dest:
             errors.append((f"{where}[{i}].dest", "dest is required"))
     return errors
+
+
+def _filters(f: EventDependencyFilter | None, where: str) -> list[tuple[str, str]]:
+    """Regexes must be RE2 (Go) and expressions within the nesting limit: found now, not per event."""
+    from airflow_argo_events.core.sensor.expr import ExprError, ExprFilterProgram
+    from airflow_argo_events.core.sensor.regex import RegexError, go_regex
+
+    errors: list[tuple[str, str]] = []
+    if f is None:
+        return errors
+    for j, d in enumerate(f.data or []):
+        if d.type != "string":
+            continue
+        for k, value in enumerate(d.value):
+            try:
+                go_regex(value)
+            except RegexError as err:
+                errors.append((f"{where}.data[{j}].value[{k}]", str(err)))
+    for j, e in enumerate(f.exprs or []):
+        try:
+            ExprFilterProgram(e.expr)
+        except ExprError as err:
+            errors.append((f"{where}.exprs[{j}].expr", str(err)))
+    return errors
+
+
+def _inline(text: str, where: str) -> list[tuple[str, str]]:
+    """An inline resource is YAML parsed when the trigger fires: hold it to the manifest limits now."""
+    import yaml
+
+    from airflow_argo_events.core.spec.loader import load_yaml
+
+    try:
+        load_yaml(text)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err)
+        return [(where, f"invalid YAML: {' '.join(problem.split())}")]
+    except RecursionError:
+        return [(where, "invalid YAML: nested too deeply")]
+    return []
