@@ -57,3 +57,32 @@ def test_sensor_test_cli_survives_year_9999(tmp_path):
     assert out.returncode == 0
     # only 9999-12-31T11:30Z = 10000-01-01 01:30 Kiritimati lies in [01:00, 02:00)
     assert [json.loads(line)["events"]["a"] for line in out.stdout.splitlines()] == ["2"]
+
+
+def test_conditions_reset_near_year_9999_stops_resetting_instead_of_raising():
+    from airflow_argo_events.core.events import new_event
+    from airflow_argo_events.core.sensor.engine import Engine
+    from airflow_argo_events.core.spec.sensor import Sensor
+
+    sensor = Sensor.model_validate({"metadata": {"name": "s"}, "spec": {
+        "dependencies": [{"name": "a", "eventSourceName": "es", "eventName": "a"},
+                         {"name": "b", "eventSourceName": "es", "eventName": "b"}],
+        "triggers": [{"template": {"name": "t", "conditions": "a && b", "log": {},
+                                   "conditionsReset": [{"byTime": {"cron": "0 0 * * *",
+                                                                   "timezone": "Pacific/Kiritimati"}}]}}]}})
+    eng = Engine(sensor)
+    late = datetime(9999, 12, 31, 9, tzinfo=UTC)
+    assert eng.process(new_event(source="es", subject="a", type="t", id="a1", time=late)) == []
+    later = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    (firing,) = eng.process(new_event(source="es", subject="b", type="t", id="b1", time=later))
+    assert sorted(e.id for e in firing.events.values()) == ["a1", "b1"]
+
+
+def test_event_time_past_what_utc_holds_is_not_a_cloudevent():
+    from airflow_argo_events.core.events import decode
+    from airflow_argo_events.core.exceptions import EventDecodeError
+
+    raw = (b'{"specversion":"1.0","id":"x","source":"es","subject":"e","type":"t",'
+           b'"time":"9999-12-31T23:59:00-14:00","data":{}}')
+    with pytest.raises(EventDecodeError, match="invalid CloudEvent time"):
+        decode(raw)

@@ -234,9 +234,11 @@ def _decode_binary(payload: bytes, headers: Mapping[str, str]) -> Event:
 def _parse_time(value: str) -> datetime:
     try:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as err:
+        t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+        t.astimezone(timezone.utc)  # 9999-12-31T23:59-14:00 is past what UTC can hold
+    except (ValueError, OverflowError) as err:
         raise EventDecodeError(f"invalid CloudEvent time {value!r}") from err
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t
 
 
 def event_from_json(obj: Mapping[str, Any]) -> Event:

@@ -127,11 +127,18 @@ class _Reset:
     def passed(self, last: datetime, now: datetime) -> bool:
         """True when a tick lies in (last, now]."""
         if self.next_tick is None or self.next_tick <= last:
-            self.next_tick = croniter(self.cron, last.astimezone(self.tz)).get_next(datetime)
+            self.next_tick = self._after(last)
         if self.next_tick <= now:
-            self.next_tick = croniter(self.cron, now.astimezone(self.tz)).get_next(datetime)
+            self.next_tick = self._after(now)
             return True
         return False
+
+    def _after(self, t: datetime) -> datetime:
+        # Near year 9999 there is no next tick a datetime can hold: no more resets.
+        try:
+            return croniter(self.cron, t.astimezone(self.tz)).get_next(datetime)
+        except (OverflowError, ValueError):  # croniter raises CroniterError, a ValueError
+            return datetime.max.replace(tzinfo=timezone.utc)
 
 
 @dataclass
