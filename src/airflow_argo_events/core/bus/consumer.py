@@ -136,17 +136,27 @@ class Subscription:
         # the consumer says is pending behind it.
         try:
             msgs = await self._psub.fetch(1, timeout=timeout)
-            pending = msgs[-1].metadata.num_pending if msgs else 0
-            if pending and want > 1:
+            meta = msgs[-1].metadata if msgs else None
+            pending = meta.num_pending if meta else 0
+            if meta is not None and want > 1 and (pending or meta.num_delivered > 1):
+                # num_pending leaves out redeliveries: after one, ask briefly for more of them
+                more, wait = (min(want - 1, pending), 1.0) if pending else (want - 1, 0.05)
                 try:
-                    msgs += await self._psub.fetch(min(want - 1, pending), timeout=1.0)
+                    msgs += await self._psub.fetch(more, timeout=wait)
                 except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                    pass  # another reader took them first
+                    pass  # another reader took them first, or no more were due
         except (nats.errors.TimeoutError, asyncio.TimeoutError):
             return []
         except (nats.errors.Error, nats.js.errors.APIError, ConnectionError) as err:
             raise EventBusError(f"fetch from {self.subject} ({self.durable}): {type(err).__name__}: {err}") from err
         return [to_delivery(m) for m in msgs]
+
+    async def info(self) -> api.ConsumerInfo:
+        """The server's view of this consumer (pending, ack pending, last delivery)."""
+        try:
+            return await self._js.consumer_info(self.stream, self.durable)
+        except _NATS_ERRORS as err:
+            raise EventBusError(f"consumer {self.durable}: {type(err).__name__}: {err}") from err
 
     async def __aiter__(self) -> AsyncIterator[Delivery]:
         while True:

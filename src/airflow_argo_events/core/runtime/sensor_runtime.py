@@ -54,6 +54,7 @@ log = logging.getLogger("airflow_argo_events.sensor")
 
 Execute = Callable[[Firing], Awaitable[Any]]
 RECENT_FINISHED = 10_000
+MAX_ACKED = 100_000
 MAX_TOMBSTONES = 10_000
 """Finished-firing markers kept at most (about 1 MB of KV): the oldest go early on a busy sensor."""
 MAX_BACKOFF = 5.0
@@ -131,6 +132,7 @@ class SensorRuntime:
         self.instance = uuid.uuid4().hex[:12]
         self._running: set[str] = set()
         self._touched: set[str] = set()  # triggers whose entries the current batch edits
+        self._acked: OrderedDict[int, float] = OrderedDict()  # stream seq -> when its ack was confirmed
         self.stats = {"events": 0, "skipped": 0, "firings": 0, "malformed": 0, "conflicts": 0, "poison": 0,
                       "dead_lettered": 0, "bus_errors": 0, "backpressure": 0, "actions_done": 0}
 
@@ -153,6 +155,7 @@ class SensorRuntime:
             self._subs.append(await self._retrying(f"create consumer {durable}", lambda d=durable, s=source, e=event:
                 self.bus.subscribe(d, s, e, deliver=self._deliver, batch=self._batch, ack_wait=self._ack_wait,
                                    max_ack_pending=self._batch * 2)))
+        await self._let_orphans_expire()
         meta = st.meta_doc(self.name, self.bus.stream.name, self.bucket, consumers,
                            [t.name for t in self.engine.triggers], st.definition_hash(self.sensor.dump()))
         await self._retrying("store meta", lambda: self.store.put("meta", meta))
@@ -160,6 +163,24 @@ class SensorRuntime:
         if recovered:
             log.warning("sensor %s: re-running %d firing(s) left in the journal", self.name, len(recovered))
         self._update_room()
+
+    async def _let_orphans_expire(self) -> None:
+        """Keep the stream's order across a crash: messages a dead process took but never
+        acked come back only when their ack_wait runs out, and the server then delivers them
+        before anything newer. Taking newer ones first would pair events differently than
+        the stream's order (Argo's "latest wins"), so wait, once, until they are due."""
+        due = 0.0
+        for sub in self._subs:
+            try:
+                info = await sub.info()
+            except EventBusError:
+                continue
+            last = info.delivered.last_active if info.delivered else None
+            if info.num_ack_pending and last is not None:
+                due = max(due, last.timestamp() + self._ack_wait + 0.5 - time.time())
+        if due > 0:
+            log.info("sensor %s: waiting %.1fs for messages left unacked by a previous process", self.name, due)
+            await asyncio.sleep(min(due, self._ack_wait + 1))
 
     async def _load(self) -> None:
         store = self.store
@@ -357,12 +378,21 @@ class SensorRuntime:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, MAX_BACKOFF)
                 await self._recover_touched()
-        acks = [d.ack(wait=False) for d in batch if id(d) not in poison]
-        results = await asyncio.gather(*acks, return_exceptions=True)
-        for r in results:
+        acked = [d for d in batch if id(d) not in poison]
+        # Acks are confirmed (AckSync, as Argo): a confirmed message is never redelivered, so
+        # its sequence can leave the entries' applied lists (4) after a grace period.
+        results = await asyncio.gather(*(d.ack(wait=True) for d in acked), return_exceptions=True)
+        now = time.monotonic()
+        failed = 0
+        for d, r in zip(acked, results, strict=True):
             if isinstance(r, BaseException):  # a lost ack means a redelivery, which (4) absorbs
-                log.info("sensor %s: ack failed (%s); the message will be redelivered and skipped", self.name, r)
-                break
+                failed += 1
+            else:
+                self._acked[d.stream_seq] = now
+        if failed:
+            log.info("sensor %s: %d ack(s) failed; those messages will be redelivered and skipped", self.name, failed)
+        while len(self._acked) > MAX_ACKED:
+            self._acked.popitem(last=False)
         for d in batch:
             if id(d) in poison:
                 await self._dead_letter(d, poison[id(d)], stop)
@@ -472,8 +502,15 @@ class SensorRuntime:
             journal_writes.append(self._journal_create(fid, rec))
         await _gather_raising(journal_writes)
         changed = [(t, e) for t, e in work.items() if self._entry_changed(t, e)]
+        settled_before = time.monotonic() - st.ACKED_GRACE
+
+        def settled(seq: int) -> bool:
+            at = self._acked.get(seq)
+            return at is not None and at < settled_before
+
         for _, e in changed:
             e.clock = clock
+            e.prune(settled)  # only entries written anyway: pruning never costs a write
         revs = await asyncio.gather(*(store.put_raw(st.entry_key(t), st.dumps_compact(e.dump()), e.revision)
                                       for t, e in changed), return_exceptions=True)
         failed: BaseException | None = None

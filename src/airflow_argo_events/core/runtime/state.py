@@ -20,7 +20,10 @@ runtime stops fetching when too many are pending).
 
 Why ``applied``: a redelivered message (a crash or a stall between "stored" and "acked")
 must not be applied twice. The entry it changed records its stream sequence in the same
-write, so the check is exact for the last APPLIED_KEEP messages of each dependency.
+write that applied it, and keeps it until the message's ack is confirmed (and a while
+longer, for a redelivery already on its way): the check is exact membership, never an
+inference from order, because a restarted sensor may see newer messages before the
+redelivered ones.
 Firings are de-duplicated by id against the journal and its delete markers (tombstones,
 kept TOMBSTONE_AGE seconds).
 """
@@ -31,7 +34,7 @@ import hashlib
 import logging
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -48,8 +51,12 @@ INLINE_MAX = 4096
 COMPRESS_OVER = 16 * 1024
 """Blobs above this are zlib-compressed: JSON shrinks 3-10x, and a 1 MB event then fits
 NATS's default max payload with room for the KV headers."""
-APPLIED_KEEP = 64
-"""Stream sequences remembered per dependency of an entry (redelivery detection)."""
+APPLIED_CAP = 512
+"""Applied, not yet confirmed stream sequences kept per dependency of an entry; past it the
+oldest go (only a crash storm gets there)."""
+ACKED_GRACE = 30.0
+"""Seconds an applied sequence is kept after its ack was confirmed: a redelivery the server
+sent before it received the ack (ack_wait ran out during a stall) is still recognised."""
 TOMBSTONE_AGE = 3600.0
 """Seconds a finished firing's delete marker is kept: a redelivery that comes later than
 this (after a crash, the sensor down for over an hour) is not recognised."""
@@ -133,16 +140,22 @@ class Entry:
 
     def saw(self, dep: str, seq: int) -> None:
         seqs = self.applied.setdefault(dep, [])
-        seqs.append(seq)
-        if len(seqs) > APPLIED_KEEP:
-            del seqs[: len(seqs) - APPLIED_KEEP]
+        if seq not in seqs:
+            seqs.append(seq)
+        if len(seqs) > APPLIED_CAP:
+            del seqs[: len(seqs) - APPLIED_CAP]
 
     def already_applied(self, deps: Iterable[str], seq: int) -> bool:
-        for dep in deps:
-            seqs = self.applied.get(dep)
-            if seqs and (seq in seqs or (len(seqs) >= APPLIED_KEEP and seq < seqs[0])):
-                return True
-        return False
+        return any(seq in self.applied.get(dep, ()) for dep in deps)
+
+    def prune(self, settled: Callable[[int], bool]) -> None:
+        """Forget sequences whose messages are settled (acked, and past the grace period)."""
+        for dep, seqs in list(self.applied.items()):
+            kept = [q for q in seqs if not settled(q)]
+            if kept:
+                self.applied[dep] = kept
+            else:
+                del self.applied[dep]
 
 
 @dataclass
