@@ -252,6 +252,9 @@ _FIELD_EXPRS = [".Input.a", ".Input.b", ".Input.s", ".Input.t", ".Input.flag", "
 _LITS = ['"x"', '"Hello World"', "3", "2.5", "true", '"a-b c"', "`raw\\n`", '"o\'neil"', "-1", "0"]
 
 
+_RANGE_OVER = [".Input.list", ".Input.nums", ".Input.strs", ".Input.items", ".Input.obj", ".Input.s", ".Input.none"]
+
+
 def _call(rng: random.Random) -> str:
     fmt, _ = rng.choice(_ARG_FUNCS)
     return fmt.format(c=rng.choice(["a", "-", " ", "l", "o", ",", "ab", ""]), d=rng.choice(["X", "", "--"]),
@@ -286,8 +289,9 @@ def _template(rng: random.Random) -> str:
         elif r < 0.80:
             parts.append(f"{lt}with {rng.choice(_FIELD_EXPRS)}{rt}[{{{{ . }}}}]{{{{ end }}}}")
         elif r < 0.90:
-            parts.append(f"{lt}range {rng.choice(['.Input.list', '.Input.nums', '.Input.strs', '.Input.items', '.Input.obj', '.Input.s', '.Input.none'])}{rt}"
-                         f"<{{{{ {rng.choice(['.', '. | toString', 'print .', '.name'])} }}}}>{{{{ else }}}}empty{{{{ end }}}}")
+            over = rng.choice(_RANGE_OVER)
+            item = rng.choice([".", ". | toString", "print .", ".name"])
+            parts.append(f"{lt}range {over}{rt}<{{{{ {item} }}}}>{{{{ else }}}}empty{{{{ end }}}}")
         else:
             parts.append(rng.choice([" text ", "\n", "a-b ", "  "]))
     return "".join(parts)
@@ -305,24 +309,24 @@ _TEMPLATE_REGRESSIONS = [
     "{{ toPrettyJson .Input.obj }}", "{{- .Input.s -}}", "  {{- .Input.s }}  ", "{{ .Input.s -}}  x",
     "{{ if eq .Input.s \"hello\" }}yes{{ else }}no{{ end }}", "{{ range .Input.nums }}{{ . }},{{ end }}",
     "{{ range $i, $v := .Input.strs }}{{ $i }}={{ $v }};{{ end }}", "{{ with .Input.body }}{{ .name }}{{ end }}",
-    "{{ $x := .Input.s }}{{ $x }}", "{{ len .Input.s }}", "{{ index .Input.nums 0 }}", "{{ .Input.body.name | upper | quote }}",
+    "{{ $x := .Input.s }}{{ $x }}", "{{ len .Input.s }}", "{{ index .Input.nums 0 }}", "{{ .Input.body.name | upper | quote }}",  # noqa: E501
     "{{/* comment */}}x", "{{ eq .Input.a 21.0 }}", "{{ eq .Input.a 21 }}", "{{ gt .Input.a 1 }}",
     "{{ default \"d\" .Input.missing }}", "{{ empty .Input.none }}", "{{ coalesce .Input.none .Input.s }}",
     "{{ ternary \"y\" \"n\" .Input.flag }}", "{{ .Input.flag | ternary \"y\" \"n\" }}", "{{ splitList \",\" \"a,b,c\" }}",
     "{{ split \",\" \"a,b\" }}", '{{ join "-" .Input.strs }}', "{{ keys .Input.obj | sortAlpha }}", "{{ repeat 3 \"ab\" }}",
-    "{{ trunc 2 \"abcdef\" }}", "{{ trunc -2 \"abcdef\" }}", "{{ substr 1 3 \"abcdef\" }}", "{{ int \"12\" }}", "{{ atoi \"x\" }}",
+    "{{ trunc 2 \"abcdef\" }}", "{{ trunc -2 \"abcdef\" }}", "{{ substr 1 3 \"abcdef\" }}", "{{ int \"12\" }}", "{{ atoi \"x\" }}",  # noqa: E501
     "{{ float64 \"1.5\" }}", "{{ mod 7 3 }}", "{{ max 1 5 3 }}", "{{ min 4 2 }}", "{{ mul 2 3 4 }}", "{{ sub 10 3 }}",
-    "{{ sha256sum \"x\" }}", "{{ sha1sum \"x\" }}", "{{ urlquery \"a b&c\" }}", "{{ print 1 2 \"x\" }}", "{{ println \"a\" }}",
-    "{{ indent 2 \"a\\nb\" }}", "{{ nindent 2 \"a\" }}", "{{ contains \"ll\" \"hello\" }}", "{{ hasPrefix \"he\" \"hello\" }}",
+    "{{ sha256sum \"x\" }}", "{{ sha1sum \"x\" }}", "{{ urlquery \"a b&c\" }}", "{{ print 1 2 \"x\" }}", "{{ println \"a\" }}",  # noqa: E501
+    "{{ indent 2 \"a\\nb\" }}", "{{ nindent 2 \"a\" }}", "{{ contains \"ll\" \"hello\" }}", "{{ hasPrefix \"he\" \"hello\" }}",  # noqa: E501
     "{{ replace \"l\" \"L\" \"hello\" }}", "{{ cat \"a\" 1 .Input.none \"b\" }}", "{{ fromJson \"{\\\"a\\\":1}\" }}",
     "{{ dict \"a\" 1 \"b\" \"x\" }}", "{{ list 1 \"a\" 2.5 }}", "{{ first .Input.strs }}", "{{ last .Input.nums }}",
-    "{{ get .Input.obj \"a\" }}", "{{ hasKey .Input.obj \"a\" }}", "{{ and .Input.flag .Input.s }}", "{{ or .Input.none .Input.s }}",
-    "{{ not .Input.flag }}", "{{ .Input.a | printf \"%.2f\" }}", "{{ printf \"%q\" .Input.s }}", "{{ printf \"%x\" \"hi\" }}",
+    "{{ get .Input.obj \"a\" }}", "{{ hasKey .Input.obj \"a\" }}", "{{ and .Input.flag .Input.s }}", "{{ or .Input.none .Input.s }}",  # noqa: E501
+    "{{ not .Input.flag }}", "{{ .Input.a | printf \"%.2f\" }}", "{{ printf \"%q\" .Input.s }}", "{{ printf \"%x\" \"hi\" }}",  # noqa: E501
     "{{ printf \"%5s|%-5s|\" \"a\" \"b\" }}", "{{ printf \"%t\" true }}", "{{ printf \"%v\" .Input.nums }}",
     "{{ printf \"%d\" .Input.a }}", "{{ printf \"%s\" .Input.a }}", "{{ printf \"%v %v\" 1 }}", "{{ .Input.x.y }}",
     "{{ index .Input \"x.y\" }}", "{{ .Input.body.count | int }}", "{{ .Input.body.count | float64 }}",
     "{{ .Input.a | int64 }}", "{{ toString .Input.flag }}", "{{ toString .Input.nums }}", "{{ .Input.s | b64enc | b64dec }}",
-    "{{ camelcase \"x\" }}", "{{ nope }}", "{{ .Input.s | }}", "{{ if }}{{ end }}", "{{ end }}", "{{ range .Input.a }}{{ end }}",
+    "{{ camelcase \"x\" }}", "{{ nope }}", "{{ .Input.s | }}", "{{ if }}{{ end }}", "{{ end }}", "{{ range .Input.a }}{{ end }}",  # noqa: E501
 ]
 
 

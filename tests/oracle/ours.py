@@ -54,11 +54,14 @@ class Report:
     library: str
     total: int = 0
     agree: int = 0
+    nondeterministic: int = 0
     deliberate: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     unexplained: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         parts = [f"{self.library}: {self.agree}/{self.total} agree"]
+        if self.nondeterministic:
+            parts.append(f"{self.nondeterministic} not compared (Go's answer varies between runs)")
         for reason, ids in sorted(self.deliberate.items()):
             parts.append(f"{len(ids)} differ on purpose ({reason})")
         if self.unexplained:
@@ -313,6 +316,9 @@ def compare_file(path: Path) -> Report:
     check = CHECKS[library]
     report = Report(library)
     for case in cases:
+        if case["go"].get("nondeterministic"):
+            report.nondeterministic += 1
+            continue
         report.total += 1
         doc = docs[case["doc"]] if "doc" in case else ""
         try:

@@ -232,7 +232,8 @@ def _untitle(s: str) -> str:
 def _bytes_slice(s: str, start: int | None, end: int | None) -> str:
     # sprig slices Go strings by byte; a cut inside a character leaves invalid UTF-8, which
     # Go's JSON encoding shows as U+FFFD, as does this decoding.
-    return s.encode("utf-8", "surrogatepass")[start:end].decode("utf-8", "replace")
+    text = s.encode("utf-8", "surrogatepass")[start:end].decode("utf-8", "surrogateescape")
+    return re.sub("[\udc80-\udcff]", "\ufffd", text)  # one U+FFFD per invalid byte, as Go's JSON shows it
 
 
 def _trunc(c: int, s: str) -> str:
