@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
@@ -74,7 +75,14 @@ def compile_path(path: str) -> Getter:
     return get
 
 
+# A named multipath key written bare (``{x:a.b}``), which Go's gjson accepts and gjson-py
+# only takes quoted (``{"x":a.b}``).
+_BARE_KEY = re.compile(r'(?<=[{,])([A-Za-z_][A-Za-z0-9_-]*):(?!\s*[{\[])')
+
+
 def _full_gjson(path: str) -> Getter:
+    path = _BARE_KEY.sub(r'"\1":', path) if "{" in path else path
+
     def get(obj: Any) -> Any:
         if isinstance(obj, (bytes, str)) or obj is None:
             return MISSING
