@@ -125,15 +125,48 @@ def _to_int(v: Any) -> int:
     return int(n)
 
 
-def _cmp(a: Any, b: Any) -> tuple[Any, Any]:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a, b
+def _cmp(a: Any, b: Any, ordered: bool = False) -> tuple[Any, Any]:
+    """Go's comparison rules: same basic kind (an int literal and a float64 are not), and
+    ``lt``/``le``/``gt``/``ge`` only on numbers and strings."""
+    if a is None or a is NOVALUE or b is None or b is NOVALUE or (
+            ordered and (isinstance(a, (bool, list, dict)) or isinstance(b, (bool, list, dict)))):
+        raise TemplateError("invalid type for comparison")
     if type(a) is not type(b):
-        raise TemplateError(f"incompatible types for comparison: {type(a).__name__} and {type(b).__name__}")
+        raise TemplateError("incompatible types for comparison")
+    if isinstance(a, (list, dict)):
+        raise TemplateError("invalid type for comparison")
     return a, b
 
 
+def _len(v: Any) -> int:
+    if isinstance(v, str):
+        return len(v.encode("utf-8", "surrogatepass"))  # Go's len counts bytes
+    if isinstance(v, (list, dict)):
+        return len(v)
+    if v is None or v is NOVALUE:
+        raise TemplateError("error calling len: len of nil pointer")
+    raise TemplateError(f"error calling len: len of type {_go_type(v)}")
+
+
+def _list_arg(name: str, v: Any) -> list[Any]:
+    if isinstance(v, list):
+        return v
+    if v is None or v is NOVALUE:
+        raise TemplateError(f"error calling {name}: runtime error: invalid memory address or nil pointer dereference")
+    raise TemplateError(f"error calling {name}: Cannot find {name} on type {_go_type(v)}")
+
+
+def _map_arg(v: Any) -> bool:
+    if v is None or v is NOVALUE:
+        return False  # Go passes the zero map: no keys
+    if not isinstance(v, dict):
+        raise TemplateError(f"wrong type for value; expected map[string]interface {{}}; got {_go_type(v)}")
+    return True
+
+
 def _index(v: Any, *keys: Any) -> Any:
+    if v is None or v is NOVALUE:
+        raise TemplateError("error calling index: index of untyped nil")
     for k in keys:
         if isinstance(v, dict):
             v = v.get(k, NOVALUE)
@@ -313,7 +346,9 @@ def _dict(*kv: Any) -> dict[str, Any]:
 
 
 def _indent(n: Any, s: Any) -> str:
-    width, text = max(0, _to_int(n)), go_format(s)
+    if _to_int(n) < 0:
+        raise TemplateError("error calling indent: strings: negative Repeat count")
+    width, text = _to_int(n), go_format(s)
     _check_size("indent", width * (text.count("\n") + 1) + len(text))
     pad = " " * width
     return pad + text.replace("\n", "\n" + pad)
@@ -401,12 +436,12 @@ FUNCS: dict[str, Callable[..., Any]] = {
     # Go builtins
     "eq": lambda a, *bs: any(_eq(a, b) for b in bs),
     "ne": lambda a, b: not _eq(a, b),
-    "lt": lambda a, b: _cmp(a, b)[0] < _cmp(a, b)[1],
-    "le": lambda a, b: _cmp(a, b)[0] <= _cmp(a, b)[1],
-    "gt": lambda a, b: _cmp(a, b)[0] > _cmp(a, b)[1],
-    "ge": lambda a, b: _cmp(a, b)[0] >= _cmp(a, b)[1],
+    "lt": lambda a, b: _cmp(a, b, True)[0] < b,
+    "le": lambda a, b: _cmp(a, b, True)[0] <= b,
+    "gt": lambda a, b: _cmp(a, b, True)[0] > b,
+    "ge": lambda a, b: _cmp(a, b, True)[0] >= b,
     "not": lambda a: not truthy(a),
-    "len": lambda a: len(a) if isinstance(a, (str, list, dict)) else 0,
+    "len": lambda a: _len(a),
     "index": _index,
     "print": lambda *a: "".join(go_format(x) for x in a),
     "println": lambda *a: " ".join(go_format(x) for x in a) + "\n",
@@ -466,12 +501,12 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "atoi": _to_int,
     # sprig: lists and dicts
     "list": lambda *a: list(a),
-    "first": lambda lst: lst[0] if lst else None,
-    "last": lambda lst: lst[-1] if lst else None,
+    "first": lambda lst: _list_arg("first", lst)[0] if lst else None,
+    "last": lambda lst: _list_arg("last", lst)[-1] if lst else None,
     "dict": _dict,
     "get": lambda d, k: d.get(go_format(k), "") if isinstance(d, dict) else "",
     "hasKey": lambda d, k: isinstance(d, dict) and go_format(k) in d,
-    "keys": lambda *ds: [k for d in ds if isinstance(d, dict) for k in d],
+    "keys": lambda *ds: [k for d in ds if _map_arg(d) for k in d],
 }
 
 
