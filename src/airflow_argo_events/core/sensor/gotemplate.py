@@ -180,35 +180,63 @@ def _index(v: Any, *keys: Any) -> Any:
     return v
 
 
+def _type_name(v: Any) -> str:
+    return "<nil>" if v is None or v is NOVALUE else _go_type(v)
+
+
+def _bad_verb(verb: str, v: Any) -> str:
+    if v is None or v is NOVALUE:
+        return f"%!{verb}(<nil>)"
+    return f"%!{verb}({_go_type(v)}={_sprint(v)})"
+
+
+def _fmt_one(verb: str, flags: str, a: Any) -> str:
+    """One ``fmt`` verb applied to one value, with Go's ``%!verb(type=value)`` for a mismatch."""
+    if isinstance(a, list):
+        return "[" + " ".join(_fmt_one(verb, flags, x) for x in a) + "]"
+    if isinstance(a, dict):
+        return "map[" + " ".join(f"{_fmt_one(verb, flags, k)}:{_fmt_one(verb, flags, a[k])}" for k in sorted(a)) + "]"
+    if verb == "v":
+        return ("%" + flags + "s") % _sprint(a)
+    if a is None or a is NOVALUE:
+        return _bad_verb(verb, a)
+    if verb == "s" and isinstance(a, str):
+        return ("%" + flags + "s") % a
+    if verb == "q" and isinstance(a, str):
+        return ("%" + flags + "s") % json.dumps(a, ensure_ascii=False)
+    if verb in "dxX" and isinstance(a, int) and not isinstance(a, bool):
+        return ("%" + flags + verb) % a
+    if verb in "xX" and isinstance(a, str):
+        h = a.encode("utf-8", "surrogatepass").hex()
+        return h.upper() if verb == "X" else h
+    if verb in "feEgGF" and isinstance(a, float):
+        if verb in "gG" and "." not in flags:
+            return ("%" + flags + "s") % format_float_v(a)
+        return ("%" + flags + verb.lower() if verb == "F" else "%" + flags + verb) % a
+    if verb == "t" and isinstance(a, bool):
+        return ("%" + flags + "s") % ("true" if a else "false")
+    return _bad_verb(verb, a)
+
+
 def _printf(fmt: str, *args: Any) -> str:
-    it = iter(args)
+    used = 0
 
     def repl(m: re.Match[str]) -> str:
+        nonlocal used
         flags, verb = m.group(1), m.group(2)
         if verb == "%":
             return "%"
         if any(int(n) > MAX_TEMPLATE_OUTPUT for n in re.findall(r"\d+", flags)):
             raise TemplateError(f"printf: width or precision in %{flags}{verb} exceeds {MAX_TEMPLATE_OUTPUT}")
-        try:
-            a = next(it)
-        except StopIteration:
+        if used >= len(args):
             return f"%!{verb}(MISSING)"
-        if verb in "vs":
-            return ("%" + flags + "s") % go_format(a)
-        if verb == "q":
-            return json.dumps(go_format(a), ensure_ascii=False)
-        if verb == "d":
-            return ("%" + flags + "d") % _to_int(a)
-        if verb in "feEgG":
-            return ("%" + flags + verb) % float(_num(a))
-        if verb in "xX":
-            return ("%" + flags + verb) % _to_int(a) if isinstance(a, (int, float)) else (
-                go_format(a).encode().hex() if verb == "x" else go_format(a).encode().hex().upper())
-        if verb == "t":
-            return "true" if truthy(a) else "false"
-        return go_format(a)
+        used += 1
+        return _fmt_one(verb, flags, args[used - 1])
 
-    return re.sub(r"%([-+# 0-9.]*)([a-zA-Z%])", repl, fmt)
+    out = re.sub(r"%([-+# 0-9.]*)([a-zA-Z%])", repl, fmt)
+    if used < len(args):
+        out += "%!(EXTRA " + ", ".join(f"{_type_name(a)}={_sprint(a)}" for a in args[used:]) + ")"
+    return out
 
 
 def _upper_rune(c: str) -> str:
