@@ -180,14 +180,32 @@ def _index(v: Any, *keys: Any) -> Any:
     return v
 
 
+def _nil(v: Any) -> bool:
+    return v is None or v is NOVALUE
+
+
+def _strslice(v: Any) -> list[str]:
+    """sprig's strslice: a list without its nils, nil as nothing, anything else as one string."""
+    if isinstance(v, list):
+        return [_sprint(x) for x in v if not _nil(x)]
+    return [] if _nil(v) else [_sprint(v)]
+
+
 def _type_name(v: Any) -> str:
     return "<nil>" if v is None or v is NOVALUE else _go_type(v)
 
 
-def _bad_verb(verb: str, v: Any) -> str:
+def _bad_verb(verb: str, v: Any, flags: str = "") -> str:
+    """Go's ``%!verb(type=value)``, the value printed with the verb's own width and precision."""
     if v is None or v is NOVALUE:
         return f"%!{verb}(<nil>)"
-    return f"%!{verb}({_go_type(v)}={_sprint(v)})"
+    if isinstance(v, int) and not isinstance(v, bool):
+        shown = ("%" + flags + "d") % v
+    elif isinstance(v, str):
+        shown = ("%" + flags + "s") % v
+    else:
+        shown = _sprint(v)
+    return f"%!{verb}({_go_type(v)}={shown})"
 
 
 def _fmt_one(verb: str, flags: str, a: Any) -> str:
@@ -199,7 +217,7 @@ def _fmt_one(verb: str, flags: str, a: Any) -> str:
     if verb == "v":
         return ("%" + flags + "s") % _sprint(a)
     if a is None or a is NOVALUE:
-        return _bad_verb(verb, a)
+        return _bad_verb(verb, a, flags)
     if verb == "s" and isinstance(a, str):
         return ("%" + flags + "s") % a
     if verb == "q" and isinstance(a, str):
@@ -215,7 +233,7 @@ def _fmt_one(verb: str, flags: str, a: Any) -> str:
         return ("%" + flags + verb.lower() if verb == "F" else "%" + flags + verb) % a
     if verb == "t" and isinstance(a, bool):
         return ("%" + flags + "s") % ("true" if a else "false")
-    return _bad_verb(verb, a)
+    return _bad_verb(verb, a, flags)
 
 
 def _printf(fmt: str, *args: Any) -> str:
@@ -492,15 +510,15 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "contains": lambda sub, s: go_format(sub) in go_format(s),
     "hasPrefix": lambda p, s: go_format(s).startswith(go_format(p)),
     "hasSuffix": lambda p, s: go_format(s).endswith(go_format(p)),
-    "quote": lambda *a: " ".join(json.dumps(go_format(x), ensure_ascii=False) for x in a),
-    "squote": lambda *a: " ".join(f"'{go_format(x)}'" for x in a),
-    "cat": lambda *a: " ".join(go_format(x) for x in a if x is not None),
+    "quote": lambda *a: " ".join(json.dumps(_sprint(x), ensure_ascii=False) for x in a if not _nil(x)),
+    "squote": lambda *a: " ".join(f"'{_sprint(x)}'" for x in a if not _nil(x)),
+    "cat": lambda *a: " ".join(_sprint(x) for x in a if not _nil(x)),
     "indent": _indent,
     "nindent": lambda n, s: "\n" + _indent(n, s),
     "split": _split,
     "splitList": lambda sep, s: _go_split(s, sep),
-    "join": lambda sep, lst: go_format(sep).join(go_format(x) for x in (lst if isinstance(lst, list) else [lst])),
-    "toString": go_format,
+    "join": lambda sep, lst: sep.join(_strslice(lst)),
+    "toString": _sprint,
     # sprig: encoding
     "b64enc": lambda s: base64.b64encode(go_format(s).encode()).decode(),
     "b64dec": _b64dec,
