@@ -707,7 +707,7 @@ class ExprFilterProgram:
         try:
             self._tree = self._compile(expr, dotted_names)
         except ExprError as err:
-            raise ExprError(f"invalid expression {expr!r}: {err}") from None
+            raise ExprError(f"invalid expression: {err}") from None
         except RecursionError:
             raise ExprError(f"expression nested deeper than {MAX_EXPR_DEPTH} levels") from None
         self._evaluator = _GoEval(self._names)
