@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Test workers (pytest-xdist): the e2e tests stay on one worker and share one Airflow.
 JOBS   ?= 2
 
-.PHONY: demo demo-airflow test test-fast bench lint clean
+.PHONY: demo demo-airflow test test-fast bench lint clean oracle
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,17 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+
+# Regenerate tests/golden/ from Go (the Argo sub-language oracle; see tests/oracle/build.sh for
+# the library versions and how they are built). Needs root for apt-get when a package is missing;
+# CI does not run this: the golden files are committed and compared by tests/unit/test_golden_*.py.
+ORACLE_DEBS := golang-go golang-github-knetic-govaluate-dev golang-github-tidwall-gjson-dev \
+	golang-github-masterminds-sprig-dev golang-github-yuin-gopher-lua-dev golang-github-itchyny-gojq-dev
+oracle: $(STAMP)
+	@missing=$$(for p in $(ORACLE_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; fi
+	TZ=UTC OUT=/tmp/argo-oracle/bin tests/oracle/build.sh
+	TZ=UTC $(BIN)/python tests/oracle/generate.py --oracle /tmp/argo-oracle/bin --out tests/golden
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info

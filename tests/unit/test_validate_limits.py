@@ -71,9 +71,9 @@ def test_billion_laughs_in_an_inline_resource_is_refused():
 
 
 @pytest.mark.parametrize("filters, path, reason", [
-    ("      filters:\n        exprs:\n          - expr: '" + "!" * 1300 + "a'\n            fields: "
+    ("      filters:\n        exprs:\n          - expr: '" + "!(" * 1300 + "a" + ")" * 1300 + "'\n            fields: "
      "[{name: a, path: a}]\n", "spec.dependencies[0].filters.exprs[0].expr", "nested deeper than 64"),
-    ("      filters:\n        exprs:\n          - expr: '" + "-" * 2000 + "a'\n            fields: "
+    ("      filters:\n        exprs:\n          - expr: '" + "-(" * 1000 + "a" + ")" * 1000 + "'\n            fields: "
      "[{name: a, path: a}]\n", "spec.dependencies[0].filters.exprs[0].expr", "nested deeper than 64"),
     ("      filters:\n        exprs:\n          - expr: 'a =~ \"(x)\\\\1\"'\n            fields: "
      "[{name: a, path: a}]\n", "spec.dependencies[0].filters.exprs[0].expr", "invalid escape sequence"),

@@ -113,7 +113,7 @@ def test_no_data_passes_and_non_json_data_is_an_error():
         ([{"expr": "n == 1", "fields": [{"name": "n", "path": "n"}]},
           {"expr": "n == 2", "fields": [{"name": "n", "path": "n"}]}], "or", False, "no filter matched"),
         ([{"expr": "n ==", "fields": [{"name": "n", "path": "n"}]}], "", False, "invalid expression"),
-        ([{"expr": "n == x", "fields": [{"name": "n", "path": "n"}]}], "", False, "no parameter 'x'"),
+        ([{"expr": "n == x", "fields": [{"name": "n", "path": "n"}]}], "", False, "No parameter 'x' found"),
         ([{"expr": "n.__class__", "fields": [{"name": "n", "path": "n"}]}], "", False, "expr filter error"),
     ],
 )

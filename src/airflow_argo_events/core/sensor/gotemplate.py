@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
 
+from airflow_argo_events.core.sensor.paths import format_float_f, format_float_v
+
 NO_VALUE = "<no value>"
 
 MAX_TEMPLATE_OUTPUT = 1 << 20
@@ -59,9 +61,16 @@ NOVALUE = _NoValue()
 
 
 def go_format(v: Any) -> str:
-    """``fmt.Sprint`` of a JSON-decoded Go value (numbers are float64 in Go)."""
+    """What a template prints for a value: ``<no value>`` for nil or a missing key, else ``fmt.Sprint``."""
     if v is None or v is NOVALUE:
         return NO_VALUE
+    return _sprint(v)
+
+
+def _sprint(v: Any) -> str:
+    """``fmt.Sprint`` of a JSON-decoded Go value (numbers from JSON are float64 in Go)."""
+    if v is None or v is NOVALUE:
+        return "<nil>"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
@@ -69,30 +78,18 @@ def go_format(v: Any) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
-        return _go_float(v)
+        return format_float_v(v)
     if isinstance(v, list):
-        return "[" + " ".join(go_format(x) for x in v) + "]"
+        return "[" + " ".join(_sprint(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "map[" + " ".join(f"{k}:{go_format(v[k])}" for k in sorted(v)) + "]"
+        return "map[" + " ".join(f"{k}:{_sprint(v[k])}" for k in sorted(v)) + "]"
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
     return str(v)
 
 
 def _go_float(f: float) -> str:
-    if math.isnan(f):
-        return "NaN"
-    if math.isinf(f):
-        return "+Inf" if f > 0 else "-Inf"
-    if f.is_integer() and abs(f) < 1e21:
-        return str(int(f))
-    text = repr(f)
-    if "e" in text:
-        mant, exp = text.split("e")
-        sign = "-" if exp.startswith("-") else "+"
-        exp = exp.lstrip("+-").rjust(2, "0")
-        return f"{mant}e{sign}{exp}"
-    return text
+    return format_float_v(f)
 
 
 def truthy(v: Any) -> bool:
@@ -122,18 +119,54 @@ def _num(v: Any) -> float | int:
 
 def _to_int(v: Any) -> int:
     n = _num(v)
-    return int(n) if isinstance(n, (int, float)) and math.isfinite(n) else 0
+    if isinstance(n, float):
+        # Go's int64(float64) on amd64: NaN and out-of-range values give math.MinInt64.
+        return int(n) if math.isfinite(n) and -(2.0**63) <= n < 2.0**63 else -(1 << 63)
+    return int(n)
 
 
-def _cmp(a: Any, b: Any) -> tuple[Any, Any]:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a, b
+def _cmp(a: Any, b: Any, ordered: bool = False) -> tuple[Any, Any]:
+    """Go's comparison rules: same basic kind (an int literal and a float64 are not), and
+    ``lt``/``le``/``gt``/``ge`` only on numbers and strings."""
+    if a is None or a is NOVALUE or b is None or b is NOVALUE or (
+            ordered and (isinstance(a, (bool, list, dict)) or isinstance(b, (bool, list, dict)))):
+        raise TemplateError("invalid type for comparison")
     if type(a) is not type(b):
-        raise TemplateError(f"incompatible types for comparison: {type(a).__name__} and {type(b).__name__}")
+        raise TemplateError("incompatible types for comparison")
+    if isinstance(a, (list, dict)):
+        raise TemplateError("invalid type for comparison")
     return a, b
 
 
+def _len(v: Any) -> int:
+    if isinstance(v, str):
+        return len(v.encode("utf-8", "surrogatepass"))  # Go's len counts bytes
+    if isinstance(v, (list, dict)):
+        return len(v)
+    if v is None or v is NOVALUE:
+        raise TemplateError("error calling len: len of nil pointer")
+    raise TemplateError(f"error calling len: len of type {_go_type(v)}")
+
+
+def _list_arg(name: str, v: Any) -> list[Any]:
+    if isinstance(v, list):
+        return v
+    if v is None or v is NOVALUE:
+        raise TemplateError(f"error calling {name}: runtime error: invalid memory address or nil pointer dereference")
+    raise TemplateError(f"error calling {name}: Cannot find {name} on type {_go_type(v)}")
+
+
+def _map_arg(v: Any) -> bool:
+    if v is None or v is NOVALUE:
+        return False  # Go passes the zero map: no keys
+    if not isinstance(v, dict):
+        raise TemplateError(f"wrong type for value; expected map[string]interface {{}}; got {_go_type(v)}")
+    return True
+
+
 def _index(v: Any, *keys: Any) -> Any:
+    if v is None or v is NOVALUE:
+        raise TemplateError("error calling index: index of untyped nil")
     for k in keys:
         if isinstance(v, dict):
             v = v.get(k, NOVALUE)
@@ -147,46 +180,181 @@ def _index(v: Any, *keys: Any) -> Any:
     return v
 
 
+def _nil(v: Any) -> bool:
+    return v is None or v is NOVALUE
+
+
+def _strslice(v: Any) -> list[str]:
+    """sprig's strslice: a list without its nils, nil as nothing, anything else as one string."""
+    if isinstance(v, list):
+        return [_sprint(x) for x in v if not _nil(x)]
+    return [] if _nil(v) else [_sprint(v)]
+
+
+def _type_name(v: Any) -> str:
+    return "<nil>" if v is None or v is NOVALUE else _go_type(v)
+
+
+def _bad_verb(verb: str, v: Any, flags: str = "") -> str:
+    """Go's ``%!verb(type=value)``, the value printed with the verb's own width and precision."""
+    if v is None or v is NOVALUE:
+        return f"%!{verb}(<nil>)"
+    if isinstance(v, int) and not isinstance(v, bool):
+        shown = ("%" + flags + "d") % v
+    elif isinstance(v, str):
+        shown = ("%" + flags + "s") % v
+    else:
+        shown = _sprint(v)
+    return f"%!{verb}({_go_type(v)}={shown})"
+
+
+def _fmt_one(verb: str, flags: str, a: Any) -> str:
+    """One ``fmt`` verb applied to one value, with Go's ``%!verb(type=value)`` for a mismatch."""
+    if isinstance(a, list):
+        return "[" + " ".join(_fmt_one(verb, flags, x) for x in a) + "]"
+    if isinstance(a, dict):
+        return "map[" + " ".join(f"{_fmt_one(verb, flags, k)}:{_fmt_one(verb, flags, a[k])}" for k in sorted(a)) + "]"
+    if verb == "v":
+        return ("%" + flags + "s") % _sprint(a)
+    if a is None or a is NOVALUE:
+        return _bad_verb(verb, a, flags)
+    if verb == "s" and isinstance(a, str):
+        return ("%" + flags + "s") % a
+    if verb == "q" and isinstance(a, str):
+        return ("%" + flags + "s") % json.dumps(a, ensure_ascii=False)
+    if verb in "dxX" and isinstance(a, int) and not isinstance(a, bool):
+        return ("%" + flags + verb) % a
+    if verb in "xX" and isinstance(a, str):
+        h = a.encode("utf-8", "surrogatepass").hex()
+        return h.upper() if verb == "X" else h
+    if verb in "feEgGF" and isinstance(a, float):
+        if verb in "gG" and "." not in flags:
+            return ("%" + flags + "s") % format_float_v(a)
+        return ("%" + flags + verb.lower() if verb == "F" else "%" + flags + verb) % a
+    if verb == "t" and isinstance(a, bool):
+        return ("%" + flags + "s") % ("true" if a else "false")
+    return _bad_verb(verb, a, flags)
+
+
 def _printf(fmt: str, *args: Any) -> str:
-    it = iter(args)
+    used = 0
 
     def repl(m: re.Match[str]) -> str:
+        nonlocal used
         flags, verb = m.group(1), m.group(2)
         if verb == "%":
             return "%"
         if any(int(n) > MAX_TEMPLATE_OUTPUT for n in re.findall(r"\d+", flags)):
             raise TemplateError(f"printf: width or precision in %{flags}{verb} exceeds {MAX_TEMPLATE_OUTPUT}")
-        try:
-            a = next(it)
-        except StopIteration:
+        if used >= len(args):
             return f"%!{verb}(MISSING)"
-        if verb in "vs":
-            return ("%" + flags + "s") % go_format(a)
-        if verb == "q":
-            return json.dumps(go_format(a), ensure_ascii=False)
-        if verb == "d":
-            return ("%" + flags + "d") % _to_int(a)
-        if verb in "feEgG":
-            return ("%" + flags + verb) % float(_num(a))
-        if verb in "xX":
-            return ("%" + flags + verb) % _to_int(a) if isinstance(a, (int, float)) else (
-                go_format(a).encode().hex() if verb == "x" else go_format(a).encode().hex().upper())
-        if verb == "t":
-            return "true" if truthy(a) else "false"
-        return go_format(a)
+        used += 1
+        return _fmt_one(verb, flags, args[used - 1])
 
-    return re.sub(r"%([-+# 0-9.]*)([a-zA-Z%])", repl, fmt)
+    out = re.sub(r"%([-+# 0-9.]*)([a-zA-Z%])", repl, fmt)
+    if used < len(args):
+        out += "%!(EXTRA " + ", ".join(f"{_type_name(a)}={_sprint(a)}" for a in args[used:]) + ")"
+    return out
 
 
-def _title(s: Any) -> str:
-    return re.sub(r"(^|[\s])(\w)", lambda m: m.group(1) + m.group(2).upper(), go_format(s))
+def _upper_rune(c: str) -> str:
+    u = c.upper()
+    return u if len(u) == 1 else c  # Go maps one rune to one rune: "ß" stays "ß"
 
 
-def _b64dec(s: Any) -> str:
+def _lower_rune(c: str) -> str:
+    if c == "\u0130":  # Go's unicode.ToLower("İ") is "i"; Python's adds a combining dot
+        return "i"
+    low = c.lower()
+    return low if len(low) == 1 else c
+
+
+def _upper(s: str) -> str:
+    return s.upper() if s.isascii() else "".join(map(_upper_rune, s))
+
+
+def _lower(s: str) -> str:
+    return s.lower() if s.isascii() else "".join(map(_lower_rune, s))
+
+
+def _is_separator(c: str) -> bool:
+    """Go's strings.Title separator: ASCII other than letters, digits and ``_``; beyond ASCII, spaces."""
+    if c <= "\x7f":
+        return not (c.isalnum() or c == "_")
+    if c.isalpha() or c.isdecimal():
+        return False
+    return c.isspace()
+
+
+def _title(s: str) -> str:
+    """Go's ``strings.Title``: a letter after a separator becomes title case (``o'neil`` -> ``O'Neil``)."""
+    out, prev = [], " "
+    for c in s:
+        if _is_separator(prev):
+            t = c.title()
+            out.append(t if len(t) == 1 else c)
+        else:
+            out.append(c)
+        prev = c
+    return "".join(out)
+
+
+def _untitle(s: str) -> str:
+    """sprig's ``untitle`` (goutils Uncapitalize): the first letter of each space-separated word lowered."""
+    out, prev = [], " "
+    for c in s:
+        out.append(_lower_rune(c) if prev.isspace() else c)
+        prev = c
+    return "".join(out)
+
+
+def _bytes_slice(s: str, start: int | None, end: int | None) -> str:
+    # sprig slices Go strings by byte; a cut inside a character leaves invalid UTF-8, which
+    # Go's JSON encoding shows as U+FFFD, as does this decoding.
+    text = s.encode("utf-8", "surrogatepass")[start:end].decode("utf-8", "surrogateescape")
+    return re.sub("[\udc80-\udcff]", "\ufffd", text)  # one U+FFFD per invalid byte, as Go's JSON shows it
+
+
+def _trunc(c: int, s: str) -> str:
+    n = len(s.encode("utf-8", "surrogatepass"))
+    if c < 0 and n + c > 0:
+        return _bytes_slice(s, n + c, None)
+    if c >= 0 and n > c:
+        return _bytes_slice(s, None, c)
+    return s
+
+
+def _substr(start: int, end: int, s: str) -> str:
+    n = len(s.encode("utf-8", "surrogatepass"))
+    if start < 0:
+        if end < 0 or end > n:
+            raise TemplateError(f"error calling substr: runtime error: slice bounds out of range [:{end}]")
+        return _bytes_slice(s, None, end)
+    if end < 0 or end > n:
+        if start > n:
+            raise TemplateError(f"error calling substr: runtime error: slice bounds out of range [{start}:{n}]")
+        return _bytes_slice(s, start, None)
+    if start > end:
+        raise TemplateError(f"error calling substr: runtime error: slice bounds out of range [{start}:{end}]")
+    return _bytes_slice(s, start, end)
+
+
+_B64 = re.compile(r"[A-Za-z0-9+/]*")
+
+
+def _b64dec(s: str) -> str:
+    """sprig's b64dec: the decoded text, or Go's error text (it returns the error as the value)."""
+    body = s.rstrip("\r\n")
+    m = _B64.match(body)
+    end = m.end() if m else 0
+    pad = body[end:]
+    if pad not in ("", "=", "==") or (pad and (end + len(pad)) % 4) or (not pad and end % 4):
+        bad = end if pad not in ("", "=", "==") else (end // 4) * 4 + min(end % 4, 2) if end % 4 else end
+        return f"illegal base64 data at input byte {bad}"
     try:
-        return base64.b64decode(go_format(s), validate=False).decode("utf-8", "replace")
-    except (ValueError, TypeError) as err:
-        raise TemplateError(f"b64dec: {err}") from err
+        return base64.b64decode(body, validate=True).decode("utf-8", "replace")
+    except ValueError as err:
+        return f"illegal base64 data ({err})"
 
 
 def _default(d: Any, *given: Any) -> Any:
@@ -194,8 +362,29 @@ def _default(d: Any, *given: Any) -> Any:
     return v if truthy(v) else d
 
 
+def _go_split(s: str, sep: str) -> list[str]:
+    """Go's strings.Split: an empty separator splits into characters."""
+    return list(s) if sep == "" else s.split(sep)
+
+
 def _split(sep: Any, s: Any) -> dict[str, str]:
-    return {f"_{i}": part for i, part in enumerate(go_format(s).split(go_format(sep)))}
+    return {f"_{i}": part for i, part in enumerate(_go_split(s, sep))}
+
+
+def _from_json(s: str) -> Any:
+    """sprig's fromJson: the decoded value (numbers float64), or nil when it does not parse."""
+    try:
+        return _as_go(json.loads(s))
+    except ValueError:
+        return None
+
+
+def _eq(a: Any, b: Any) -> bool:
+    """Go's ``eq``: nil or a missing key equals nothing (no error); other kinds must match."""
+    if a is None or a is NOVALUE or b is None or b is NOVALUE:
+        return (a is None or a is NOVALUE) and (b is None or b is NOVALUE)
+    x, y = _cmp(a, b)
+    return bool(x == y)
 
 
 def _dict(*kv: Any) -> dict[str, Any]:
@@ -203,7 +392,9 @@ def _dict(*kv: Any) -> dict[str, Any]:
 
 
 def _indent(n: Any, s: Any) -> str:
-    width, text = max(0, _to_int(n)), go_format(s)
+    if _to_int(n) < 0:
+        raise TemplateError("error calling indent: strings: negative Repeat count")
+    width, text = _to_int(n), go_format(s)
     _check_size("indent", width * (text.count("\n") + 1) + len(text))
     pad = " " * width
     return pad + text.replace("\n", "\n" + pad)
@@ -227,58 +418,114 @@ def _check_size(name: str, size: int) -> None:
         raise TemplateError(f"{name}: result of {size} bytes exceeds the {MAX_TEMPLATE_OUTPUT}-byte limit")
 
 
+def _go_json_float(f: float) -> str:
+    """encoding/json's float64: like JavaScript, an exponent only below 1e-6 or from 1e21."""
+    if not math.isfinite(f):
+        raise TemplateError(f"json: unsupported value: {format_float_v(f)}")
+    a = abs(f)
+    if a != 0 and (a < 1e-6 or a >= 1e21):
+        mant, exp = repr(f).split("e") if "e" in repr(f) else (repr(f), "0")
+        mant = mant[:-2] if mant.endswith(".0") else mant
+        e = int(exp)
+        return f"{mant}e{'-' if e < 0 else '+'}{abs(e)}"
+    return format_float_f(f)
+
+
+_HTML_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def _go_json_str(s: str, escape_html: bool) -> str:
+    out = json.dumps(s, ensure_ascii=False)
+    if escape_html:
+        out = re.sub("[<>&\u2028\u2029]", lambda m: _HTML_ESCAPES[m.group()], out)
+    else:
+        out = out.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return out
+
+
+def go_json(v: Any, escape_html: bool = True, indent: str = "", level: int = 0) -> str:
+    """Go's ``json.Marshal`` (``MarshalIndent`` with ``indent``): sorted keys, Go's numbers,
+    ``<``, ``>``, ``&`` escaped unless ``escape_html`` is false."""
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return _go_json_float(v)
+    if isinstance(v, str):
+        return _go_json_str(v, escape_html)
+    nl = "\n" + indent * (level + 1) if indent else ""
+    end = "\n" + indent * level if indent else ""
+    colon = ": " if indent else ":"
+    if isinstance(v, (list, tuple)):
+        if not v:
+            return "[]"
+        return "[" + ",".join(nl + go_json(x, escape_html, indent, level + 1) for x in v) + end + "]"
+    if isinstance(v, dict):
+        if not v:
+            return "{}"
+        return "{" + ",".join(nl + _go_json_str(str(k), escape_html) + colon + go_json(v[k], escape_html, indent,
+                                                                                         level + 1)
+                              for k in sorted(v)) + end + "}"
+    return _go_json_str(str(v), escape_html)
+
+
 def _json_or_str(v: Any) -> Any:
     return None if v is NOVALUE else v
 
 
 FUNCS: dict[str, Callable[..., Any]] = {
     # Go builtins
-    "eq": lambda a, *bs: any(_cmp(a, b)[0] == _cmp(a, b)[1] for b in bs),
-    "ne": lambda a, b: _cmp(a, b)[0] != _cmp(a, b)[1],
-    "lt": lambda a, b: _cmp(a, b)[0] < _cmp(a, b)[1],
-    "le": lambda a, b: _cmp(a, b)[0] <= _cmp(a, b)[1],
-    "gt": lambda a, b: _cmp(a, b)[0] > _cmp(a, b)[1],
-    "ge": lambda a, b: _cmp(a, b)[0] >= _cmp(a, b)[1],
+    "eq": lambda a, *bs: any(_eq(a, b) for b in bs),
+    "ne": lambda a, b: not _eq(a, b),
+    "lt": lambda a, b: _cmp(a, b, True)[0] < b,
+    "le": lambda a, b: _cmp(a, b, True)[0] <= b,
+    "gt": lambda a, b: _cmp(a, b, True)[0] > b,
+    "ge": lambda a, b: _cmp(a, b, True)[0] >= b,
     "not": lambda a: not truthy(a),
-    "len": lambda a: len(a) if isinstance(a, (str, list, dict)) else 0,
+    "len": lambda a: _len(a),
     "index": _index,
     "print": lambda *a: "".join(go_format(x) for x in a),
     "println": lambda *a: " ".join(go_format(x) for x in a) + "\n",
     "printf": lambda f, *a: _printf(go_format(f), *a),
     "urlquery": lambda *a: quote_plus("".join(go_format(x) for x in a)),
     # sprig: strings
-    "upper": lambda s: go_format(s).upper(),
-    "lower": lambda s: go_format(s).lower(),
+    "upper": _upper,
+    "lower": _lower,
     "title": _title,
-    "untitle": lambda s: re.sub(r"(^|\s)(\w)", lambda m: m.group(1) + m.group(2).lower(), go_format(s)),
+    "untitle": _untitle,
     "trim": lambda s: go_format(s).strip(),
     "trimAll": lambda c, s: go_format(s).strip(go_format(c)),
     "trimPrefix": lambda p, s: go_format(s).removeprefix(go_format(p)),
     "trimSuffix": lambda p, s: go_format(s).removesuffix(go_format(p)),
-    "trunc": lambda n, s: go_format(s)[: _to_int(n)] if _to_int(n) >= 0 else go_format(s)[_to_int(n):],
-    "substr": lambda a, b, s: go_format(s)[_to_int(a): _to_int(b)],
+    "trunc": _trunc,
+    "substr": _substr,
     "replace": _replace,
     "repeat": _repeat,
     "nospace": lambda s: re.sub(r"\s", "", go_format(s)),
     "contains": lambda sub, s: go_format(sub) in go_format(s),
     "hasPrefix": lambda p, s: go_format(s).startswith(go_format(p)),
     "hasSuffix": lambda p, s: go_format(s).endswith(go_format(p)),
-    "quote": lambda *a: " ".join(json.dumps(go_format(x), ensure_ascii=False) for x in a),
-    "squote": lambda *a: " ".join(f"'{go_format(x)}'" for x in a),
-    "cat": lambda *a: " ".join(go_format(x) for x in a if x is not None),
+    "quote": lambda *a: " ".join(json.dumps(_sprint(x), ensure_ascii=False) for x in a if not _nil(x)),
+    "squote": lambda *a: " ".join(f"'{_sprint(x)}'" for x in a if not _nil(x)),
+    "cat": lambda *a: " ".join(_sprint(x) for x in a if not _nil(x)),
     "indent": _indent,
     "nindent": lambda n, s: "\n" + _indent(n, s),
     "split": _split,
-    "splitList": lambda sep, s: go_format(s).split(go_format(sep)),
-    "join": lambda sep, lst: go_format(sep).join(go_format(x) for x in (lst if isinstance(lst, list) else [lst])),
-    "toString": go_format,
+    "splitList": lambda sep, s: _go_split(s, sep),
+    "join": lambda sep, lst: sep.join(_strslice(lst)),
+    "toString": _sprint,
     # sprig: encoding
     "b64enc": lambda s: base64.b64encode(go_format(s).encode()).decode(),
     "b64dec": _b64dec,
-    "toJson": lambda v: json.dumps(_json_or_str(v), separators=(",", ":")),
-    "toRawJson": lambda v: json.dumps(_json_or_str(v), separators=(",", ":"), ensure_ascii=False),
-    "toPrettyJson": lambda v: json.dumps(_json_or_str(v), indent=2),
-    "fromJson": lambda s: json.loads(go_format(s)),
+    "toJson": lambda v: go_json(_json_or_str(v)),
+    "toRawJson": lambda v: go_json(_json_or_str(v), escape_html=False),
+    "toPrettyJson": lambda v: go_json(_json_or_str(v), indent="  "),
+    "fromJson": lambda s: _from_json(s),
     "sha1sum": lambda s: hashlib.sha1(go_format(s).encode()).hexdigest(),
     "sha256sum": lambda s: hashlib.sha256(go_format(s).encode()).hexdigest(),
     # sprig: defaults and flow
@@ -300,13 +547,89 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "atoi": _to_int,
     # sprig: lists and dicts
     "list": lambda *a: list(a),
-    "first": lambda lst: lst[0] if lst else None,
-    "last": lambda lst: lst[-1] if lst else None,
+    "first": lambda lst: _list_arg("first", lst)[0] if lst else None,
+    "last": lambda lst: _list_arg("last", lst)[-1] if lst else None,
     "dict": _dict,
     "get": lambda d, k: d.get(go_format(k), "") if isinstance(d, dict) else "",
     "hasKey": lambda d, k: isinstance(d, dict) and go_format(k) in d,
-    "keys": lambda *ds: [k for d in ds if isinstance(d, dict) for k in d],
+    "keys": lambda *ds: [k for d in ds if _map_arg(d) for k in d],
 }
+
+
+def _and(*args: Any) -> Any:
+    for a in args:
+        if not truthy(a):
+            return a
+    return args[-1]
+
+
+def _or(*args: Any) -> Any:
+    for a in args:
+        if truthy(a):
+            return a
+    return args[-1]
+
+
+FUNCS["and"] = _and
+FUNCS["or"] = _or
+
+# Go checks each argument against the function's parameter types: a float64 from JSON, a
+# nil or a missing key given where sprig wants a string or an int is an error, not text.
+# s: string, i: int, *: the rest is variadic interface{}; functions not listed take interface{}.
+SIGNATURES: dict[str, str] = {
+    "upper": "s", "lower": "s", "title": "s", "untitle": "s", "trim": "s", "nospace": "s", "b64enc": "s",
+    "b64dec": "s", "sha1sum": "s", "sha256sum": "s", "atoi": "s", "fromJson": "s",
+    "trimAll": "ss", "trimPrefix": "ss", "trimSuffix": "ss", "contains": "ss", "hasPrefix": "ss",
+    "hasSuffix": "ss", "split": "ss", "splitList": "ss", "replace": "sss",
+    "trunc": "is", "repeat": "is", "indent": "is", "nindent": "is", "substr": "iis", "join": "s.",
+    "printf": "s*", "ternary": "..b",
+}
+_KIND_NAMES = {"s": "string", "i": "int", "b": "bool"}
+
+
+def _go_type(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float64"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "[]interface {}"
+    if isinstance(v, dict):
+        return "map[string]interface {}"
+    return type(v).__name__
+
+
+def _check_args(name: str, args: list[Any]) -> None:
+    sig = SIGNATURES.get(name)
+    if sig is None:
+        return
+    for kind, arg in zip(sig, args, strict=False):
+        if kind in ".*":
+            if kind == "*":
+                return
+            continue
+        want = _KIND_NAMES[kind]
+        if arg is None or arg is NOVALUE:
+            raise TemplateError(f"error calling {name}: invalid value; expected {want}")
+        ok = (kind == "s" and isinstance(arg, str)) or (kind == "b" and isinstance(arg, bool)) or (
+            kind == "i" and isinstance(arg, int) and not isinstance(arg, bool))
+        if not ok:
+            raise TemplateError(f"wrong type for value; expected {want}; got {_go_type(arg)}")
+
+
+def _as_go(v: Any) -> Any:
+    """Decoded JSON as Go's ``gjson Value()`` gives it to a template: every number a float64."""
+    if type(v) is int:
+        return float(v)
+    if isinstance(v, list):
+        return [_as_go(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _as_go(x) for k, x in v.items()}
+    return v
 
 
 def _raise(msg: str) -> Any:
@@ -519,6 +842,7 @@ class GoTemplate:
         """Render with ``.`` = data; bounded by ``MAX_TEMPLATE_STEPS`` and ``MAX_TEMPLATE_OUTPUT``."""
         out = _Output()
         self._steps = MAX_TEMPLATE_STEPS
+        data = _as_go(data)
         try:
             self._run(self._nodes, data, data, out)
         except TemplateError:
@@ -546,6 +870,8 @@ class GoTemplate:
     def _block(self, b: _Block, dot: Any, root: Any, out: _Output) -> None:
         value = self._pipe(b.pipe, dot, root)
         if b.kind == "range":
+            if value is not None and value is not NOVALUE and not isinstance(value, (list, dict)):
+                raise TemplateError(f"range can't iterate over {_sprint(value)}")
             items = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else []
             if items:
                 for item in ([value[k] for k in sorted(value)] if isinstance(value, dict) else items):
@@ -578,6 +904,7 @@ class GoTemplate:
                 if n > 0:
                     args.append(result)
                 self._step()
+                _check_args(head.name, args)
                 try:
                     result = FUNCS[head.name](*args)
                 except TemplateError:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -73,7 +75,14 @@ def compile_path(path: str) -> Getter:
     return get
 
 
+# A named multipath key written bare (``{x:a.b}``), which Go's gjson accepts and gjson-py
+# only takes quoted (``{"x":a.b}``).
+_BARE_KEY = re.compile(r'(?<=[{,])([A-Za-z_][A-Za-z0-9_-]*):(?!\s*[{\[])')
+
+
 def _full_gjson(path: str) -> Getter:
+    path = _BARE_KEY.sub(r'"\1":', path) if "{" in path else path
+
     def get(obj: Any) -> Any:
         if isinstance(obj, (bytes, str)) or obj is None:
             return MISSING
@@ -95,12 +104,85 @@ def to_json_text(value: Any) -> str:
 
 
 def format_number(n: float | int) -> str:
-    """A JSON number as gjson prints it: ``100``, ``2.5``."""
+    """A JSON number as gjson's ``Result.String()`` prints it.
+
+    Argo turns numbers into text this way (dataKey parameters, string data filters): a
+    plain integer keeps its text (``100``), anything else is Go's
+    ``strconv.FormatFloat(f, 'f', -1, 64)``: the shortest digits that read back as the
+    same float, never an exponent (``21.0`` -> ``21``, ``1e3`` -> ``1000``, ``2.50`` ->
+    ``2.5``, ``1.5e-7`` -> ``0.00000015``).
+    """
     if isinstance(n, bool):
         return "true" if n else "false"
-    if isinstance(n, int) or not math.isfinite(n):
+    if isinstance(n, int):
         return str(n)
-    return repr(n)
+    return format_float_f(n)
+
+
+def format_float_f(f: float) -> str:
+    """Go's ``strconv.FormatFloat(f, 'f', -1, 64)``."""
+    if not math.isfinite(f):
+        return "NaN" if math.isnan(f) else ("+Inf" if f > 0 else "-Inf")
+    if f == 0:
+        return "-0" if math.copysign(1.0, f) < 0 else "0"
+    # repr() is the shortest text that reads back as f, the digits Go picks too.
+    return format(Decimal(repr(f)).normalize(), "f")
+
+
+def format_float_v(f: float) -> str:
+    """Go's ``%v`` of a float64 (``strconv.FormatFloat(f, 'g', -1, 64)``): ``21``, ``2.5``,
+    ``1e+06``, ``1.23456789e+08``, ``1e-05``. An exponent is used from 1e+06 on and below 1e-4."""
+    if not math.isfinite(f):
+        return "NaN" if math.isnan(f) else ("+Inf" if f > 0 else "-Inf")
+    if f == 0:
+        return "-0" if math.copysign(1.0, f) < 0 else "0"
+    sign, digits, exp = Decimal(repr(f)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    point = len(digits) + int(exp)  # digits before the decimal point
+    x = point - 1
+    minus = "-" if sign else ""
+    if x < -4 or x >= 6:  # strconv's 'g' with the shortest precision decides with eprec 6
+        mant = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        return f"{minus}{mant}e{'-' if x < 0 else '+'}{abs(x):02d}"
+    if point <= 0:
+        return f"{minus}0.{'0' * -point}{text}"
+    if point >= len(text):
+        return minus + text + "0" * (point - len(text))
+    return f"{minus}{text[:point]}.{text[point:]}"
+
+
+def gjson_type(value: Any) -> str:
+    """gjson's ``Result.Type.String()`` for a parsed value: String, Number, True, False, Null or JSON."""
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if isinstance(value, (int, float)):
+        return "Number"
+    if isinstance(value, str):
+        return "String"
+    return "JSON"
+
+
+def go_sprint(value: Any) -> str:
+    """Go's ``fmt.Sprint`` (``%v``) of a JSON value as Go decodes it (every number a float64)."""
+    if value is None:
+        return "<nil>"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, (int, float)):
+        return format_float_v(float(value))
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "[" + " ".join(go_sprint(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{go_sprint(value[k])}" for k in sorted(value)) + "]"
+    return str(value)
 
 
 def gjson_string(value: Any) -> str:

@@ -15,6 +15,7 @@ airflow_argo_events.core.sensor.regex.RegexError: invalid regex '(a)\\\\1': inva
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -40,6 +41,7 @@ def _options() -> Any:
 
 
 _OPTIONS = _options()
+_ANY_BYTE = re.compile(r"(?<!\\)(?:\\\\)*\\C")
 
 
 @lru_cache(maxsize=1024)
@@ -47,6 +49,9 @@ def go_regex(pattern: str) -> Any:
     """A compiled RE2 pattern with Go's syntax; ``RegexError`` (one line) when it is not valid."""
     if len(pattern) > MAX_REGEX_LENGTH:
         raise RegexError(f"regex longer than {MAX_REGEX_LENGTH} characters")
+    if _ANY_BYTE.search(pattern):
+        # RE2 (C++) accepts \C, "any byte"; Go's regexp refuses it.
+        raise RegexError(f"invalid regex {pattern!r}: invalid escape sequence: \\C")
     try:
         return re2.compile(pattern, _OPTIONS)
     except re2.error as err:

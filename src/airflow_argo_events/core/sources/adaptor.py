@@ -23,7 +23,7 @@ class EventFilter:
 
     def __init__(self, expression: str) -> None:
         self.expression = expression
-        self.program = ExprFilterProgram(expression)
+        self.program = ExprFilterProgram(expression, dotted_names=True)
         self.paths = {name: compile_path(name) for name in self.program.names}
 
     def passes(self, payload: Any) -> bool:
