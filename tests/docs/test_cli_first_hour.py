@@ -151,7 +151,7 @@ def test_sensor_run_ready_file_and_k8s_without_a_cluster(nats_url, tmp_path):
     text = log.read_text()
     assert proc.returncode == 0, text
     assert "Traceback" not in text
-    assert f"trigger trigger03 firing" in text and f"failed after 1 attempt(s): {NO_CONFIG}" in text
+    assert "trigger trigger03 firing" in text and f"failed after 1 attempt(s): {NO_CONFIG}" in text
     assert "trigger trigger01 firing" in text  # the other triggers ran
     assert not ready.exists()
 
