@@ -30,15 +30,6 @@ def test_pages_have_runnable_blocks():
     assert {"README.md", "docs/getting-started.md", "docs/troubleshooting.md", "docs/argo-examples.md"} <= runnable
 
 
-def test_illustrative_blocks_are_listed_in_the_index():
-    """docs/index.md lists every block that is not run, with its reason."""
-    index = (runner.ROOT / "docs" / "index.md").read_text()
-    for _, b in ALL:
-        if b.kind == "illustrative":
-            assert f"`{b.page}` line {b.line}" in index or f"{b.page}:{b.line}" in index, \
-                f"{b.where} is illustrative but not listed in docs/index.md"
-
-
 @pytest.mark.parametrize("expected, actual, ok", [
     ("a\nb", "a\nb\n", True),
     ("a\n...\nd", "a\nb\nc\nd", True),
