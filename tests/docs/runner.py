@@ -169,9 +169,12 @@ def workdir(base: Path) -> Path:
 
 
 def environment(base: Path, nats_url: str) -> dict[str, str]:
+    # A reader's shell: no cluster, no test-mode Airflow settings (tests/conftest.py sets some), a fresh home.
     env = {k: v for k, v in os.environ.items()
-           if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "ARGO_EVENTS_NATS_URL", "PYTEST_CURRENT_TEST")}
+           if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "ARGO_EVENTS_NATS_URL", "PYTEST_CURRENT_TEST")
+           and not k.startswith("AIRFLOW")}
     env.update({
+        "AIRFLOW_HOME": str(base / ".airflow"),
         "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
         "ARGO_EVENTS_NATS_URL": nats_url,
         "XDG_STATE_HOME": str(base / ".state"),
