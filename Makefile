@@ -25,7 +25,7 @@ demo-airflow: $(STAMP)
 	$(BIN)/argo-events demo --airflow
 
 test: $(STAMP)
-	@echo "[test] pytest on $(JOBS) workers: unit, integration, faults, docs, then a real Airflow (e2e); about 10 minutes"
+	@echo "[test] pytest on $(JOBS) workers: unit, integration, faults, docs, then a real Airflow (e2e); 10-20 minutes by load"
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(JOBS) $(PYTEST_ARGS)
 
 bench: $(STAMP)
