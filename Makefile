@@ -9,11 +9,14 @@ JOBS   ?= 2
 
 .PHONY: demo demo-airflow test test-fast bench lint clean oracle
 
+# One line per phase with the seconds elapsed, so a cold install never looks stuck.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
-	touch $(STAMP)
+	@t0=$$(date +%s); phase() { echo "[install $$(( $$(date +%s) - t0 ))s] $$*"; }; set -e; \
+	phase "creating $(VENV) with $(PYTHON)"; test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+	phase "installing pip and uv into $(VENV)"; $(BIN)/python -m pip install --quiet --upgrade pip uv; \
+	phase "installing airflow-argo-events[dev]: Airflow and about 180 packages (20-60 s)"; \
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'; \
+	touch $(STAMP); phase "done"
 
 demo: $(STAMP)
 	$(BIN)/argo-events demo
@@ -22,6 +25,7 @@ demo-airflow: $(STAMP)
 	$(BIN)/argo-events demo --airflow
 
 test: $(STAMP)
+	@echo "[test] pytest on $(JOBS) workers: unit, integration, faults, docs, then a real Airflow (e2e); 10-20 minutes by load"
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(JOBS) $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -29,7 +29,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t.add_argument("--event", default="*", help="event name, default any")
     t.add_argument("--count", type=int, default=0, help="exit after N events (0: run until Ctrl-C)")
     t.add_argument("--all", action="store_true", help="start from the oldest event in the stream, not from now")
-    t.add_argument("--timeout", type=float, default=0, help="exit with status 1 after this many idle seconds")
+    t.add_argument("--until-idle", type=float, default=0, metavar="SECONDS",
+                   help="exit with status 0 once no event arrived for this many seconds (to record a stream: "
+                        "'tail --all --until-idle 2 > events.jsonl')")
+    t.add_argument("--timeout", type=float, default=0, metavar="SECONDS",
+                   help="exit with status 1 after this many idle seconds (a wait that should have seen events)")
     _common(t)
     t.set_defaults(func=run_tail)
 
@@ -72,8 +76,17 @@ def run_tail(args: argparse.Namespace) -> int:
                 idle_since = loop.time()
                 try:
                     while not args.count or seen < args.count:
-                        batch = await sub.fetch(timeout=1.0)
-                        if not batch and args.timeout and loop.time() - idle_since > args.timeout:
+                        idle = loop.time() - idle_since
+                        wait = min([1.0, *(x - idle for x in (args.until_idle, args.timeout) if x)])
+                        batch = await sub.fetch(timeout=max(wait, 0.05))
+                        idle = loop.time() - idle_since
+                        if not batch and args.until_idle and idle >= args.until_idle:
+                            print(f"[argo-events] {seen} event(s); none for {args.until_idle:g}s, done",
+                                  file=sys.stderr, flush=True)
+                            return 0
+                        if not batch and args.timeout and idle >= args.timeout:
+                            print(f"[argo-events] {seen} event(s); none for {args.timeout:g}s (--timeout)",
+                                  file=sys.stderr, flush=True)
                             return 1
                         for d in batch:
                             idle_since = loop.time()

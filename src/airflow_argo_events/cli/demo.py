@@ -33,7 +33,8 @@ BOLD, DIM, GREEN, RED, CYAN, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("demo", help="watch EventSources, a Sensor and an action work, live (about 20 seconds)")
+    p = sub.add_parser("demo", help="watch EventSources, a Sensor and an action work, live "
+                                    "(about 15 s; with --airflow about 2 minutes)")
     p.add_argument("--nats", help="use this NATS instead of starting an embedded one")
     p.add_argument("--examples", default=None, help="folder with the demo manifests (default: examples/demo)")
     p.add_argument("--fast", action="store_true", help="no pauses between steps (for tests)")
@@ -224,18 +225,14 @@ async def demo_airflow(args: argparse.Namespace, n: Narrator, workdir: Path) -> 
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
     try:
-        n.line(f"starting Airflow (scheduler, dag-processor, triggerer, api-server; "
-               f"{'PostgreSQL' if pg else 'SQLite'}) in {workdir / 'airflow'} ...")
-        await asyncio.to_thread(inst.start)
-        await asyncio.to_thread(inst.cli, "dags", "reserialize")
-        await asyncio.to_thread(inst.wait_for, lambda: inst.watchers_ready(1), 120, "the SensorTrigger watcher")
-        await asyncio.sleep(2)
+        await start_airflow(n, inst, "PostgreSQL" if pg else "SQLite")
         n.line(f"Airflow up at http://127.0.0.1:{inst.port}; SensorTrigger running in the triggerer")
         async with EventBus(NatsSettings.from_url(url), stream) as bus:
             for es in (files_es, shop_es):
                 tasks.append(asyncio.create_task(EventSourceRuntime(es, bus).run(stop)))
             await asyncio.sleep(1.0)
             await scenario(n, port, drop, 0.0 if args.fast else 0.8)
+            n.line("Airflow: waiting for the DAG runs of the 2 firings to finish ...")
             runs = await asyncio.to_thread(inst.wait_for, lambda: len(inst.runs("demo_process")) >= 2 and all(
                 r[1] == "success" for r in inst.runs("demo_process")), 120, "2 DAG runs")
             stop.set()
@@ -252,11 +249,59 @@ async def demo_airflow(args: argparse.Namespace, n: Narrator, workdir: Path) -> 
         stop.set()
         for t in tasks:
             t.cancel()
+        n.line("Airflow: stopping ...")
         await asyncio.to_thread(inst.stop)
         if pg:
             pg[1]()
         if server is not None:
             server.stop()
+
+
+async def start_airflow(n: Narrator, inst: Any, db: str) -> None:
+    """Start Airflow one phase at a time, with a line per phase (the whole takes a minute or more)."""
+    from airflow_argo_events.testing.airflow import COMPONENTS
+
+    n.line(f"Airflow: migrating the metadata database ({db}) in {inst.home} ...")
+    out = await asyncio.to_thread(inst.cli, "db", "migrate")
+    if out.returncode:
+        raise RuntimeError(out.stderr[-3000:])
+    for name in COMPONENTS:
+        inst.start_component(name)
+    n.line(f"Airflow: started {', '.join(COMPONENTS)}; waiting for each to report healthy ...")
+    healthy: set[str] = set()
+    answering = False
+    deadline = time.monotonic() + 180
+    while len(healthy) < 4:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Airflow not healthy in 180 s; logs in {inst.home}")
+        health = await asyncio.to_thread(_health, inst.port)
+        if health and not answering:
+            answering = True
+            n.line(f"Airflow: api-server answering on http://127.0.0.1:{inst.port}")
+        for component, state in health.items():
+            if state == "healthy" and component not in healthy:
+                healthy.add(component)
+                n.line(f"Airflow: {component.replace('_', '-')} healthy")
+        await asyncio.sleep(0.5)
+    n.line("Airflow: parsing the demo DAG ...")
+    await asyncio.to_thread(inst.cli, "dags", "reserialize")
+    n.line("Airflow: waiting for the triggerer to run the SensorTrigger ...")
+    await asyncio.to_thread(inst.wait_for, lambda: inst.watchers_ready(1), 120, "the SensorTrigger watcher")
+    await asyncio.sleep(2)
+
+
+def _health(port: int) -> dict[str, str]:
+    """Component -> status from Airflow's health endpoint ({} while the api-server is not up)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2) as r:
+            health = json.loads(r.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return {}
+    names = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    return {c: str((health.get(c) or {}).get("status")) for c in names}
 
 
 def run(args: argparse.Namespace) -> int:

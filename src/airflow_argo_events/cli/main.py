@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # pragma: no cover
         pass
     try:
+        from airflow_argo_events.cli import receive
+
+        receive.register(sub)
+    except ImportError:  # pragma: no cover - aiohttp missing
+        pass
+    try:
         from airflow_argo_events.cli import demo
 
         demo.register(sub)

@@ -40,7 +40,11 @@ def run_test(args: argparse.Namespace) -> int:
     if sensor is None:
         return EXIT_INVALID
     engine = Engine(sensor, explain=args.explain)
-    stream: TextIO = sys.stdin if args.events == "-" else open(args.events)  # noqa: SIM115
+    try:
+        stream: TextIO = sys.stdin if args.events == "-" else open(args.events, encoding="utf-8", errors="replace")  # noqa: SIM115
+    except OSError as err:
+        print(f"--events {args.events}: {err.strerror or err}", file=sys.stderr)
+        return EXIT_INVALID
     bad = 0
     with stream:
         for lineno, line in enumerate(stream, 1):

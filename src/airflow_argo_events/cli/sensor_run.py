@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from airflow_argo_events.cli.common import EXIT_INVALID, live_logging, load_or_report, run_until_signal
 from airflow_argo_events.cli.nats_target import nats_target
 from airflow_argo_events.core.actions.base import ActionContext
 from airflow_argo_events.core.actions.executor import ActionRunner
+from airflow_argo_events.core.actions.k8s import kubernetes_configured
 from airflow_argo_events.core.bus import EventBus, StreamSettings
 from airflow_argo_events.core.exceptions import SpecError
 from airflow_argo_events.core.runtime.identity import check_state_name, state_name
@@ -30,6 +32,9 @@ def register(ssub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--state-name", metavar="NAME",
                    help="KV bucket and consumer prefix to use instead of the one derived from the sensor's "
                         "definition (keeps state across a deliberate change; see 'argo-events state list')")
+    p.add_argument("--ready-file", metavar="PATH",
+                   help="create PATH once the sensor's consumers exist, so events published from then on "
+                        "are seen (removed on exit); a script waits for it before publishing")
     p.add_argument("--max-events", type=int, default=0, help="stop after this many events (for scripts/tests)")
     p.set_defaults(func=run)
 
@@ -42,6 +47,8 @@ def k8s_context(sensor: Any = None) -> ActionContext:
     if sensor is not None and not any(t.template is not None and t.template.kind in ("k8s", "argoWorkflow")
                                       for t in sensor.spec.triggers):
         return ActionContext()
+    if not kubernetes_configured():
+        return ActionContext()  # no cluster: those actions fail with one line, without loading Airflow
     try:
         from airflow_argo_events.hooks.kubernetes import k8s_api_factory
     except ImportError:
@@ -73,15 +80,22 @@ def run(args: argparse.Namespace) -> int:
                 runtime = SensorRuntime(sensor, bus, execute, deliver=args.deliver, bucket=bucket,
                                         consumer_prefix=bucket)
                 runner = ActionRunner(runtime.engine, k8s_context(sensor))
+                ready = Path(args.ready_file) if args.ready_file else None
+                if ready:
+                    ready.unlink(missing_ok=True)
                 await runtime.start()
                 log.info("sensor %s: listening on %s (%s); state %s", sensor.metadata.name,
                          ", ".join(s.subject for s in runtime._subs), settings.describe(), bucket)
+                if ready:
+                    ready.write_text(bucket + "\n")
                 watcher = asyncio.create_task(_stop_after(runtime, args.max_events, stop)) if args.max_events else None
                 try:
                     await runtime.run(stop)
                 finally:
                     if watcher:
                         watcher.cancel()
+                    if ready:
+                        ready.unlink(missing_ok=True)
                     await runtime.close()
                     await runner.close()
                 log.info("sensor %s: stopped; %s", sensor.metadata.name, runtime.stats)

@@ -13,13 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_argo_events.core.actions.base import Action, ActionContext, ActionResult
 from airflow_argo_events.core.actions.policy import RetryPlan
+from airflow_argo_events.core.exceptions import ArgoEventsError
 
 if TYPE_CHECKING:
     from airflow_argo_events.core.sensor.engine import Firing
+
+
+NO_CONFIG = "no Kubernetes configuration found (in-cluster or $KUBECONFIG); skipped"
+
+
+def kubernetes_configured() -> bool:
+    """Whether the k8s client has anything to load: ``$KUBECONFIG``, or a pod's in-cluster settings."""
+    return bool(os.environ.get("KUBECONFIG") or os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def _config_error(err: Exception) -> bool:
+    """The kubernetes client's ConfigException (matched by name: core never imports the client)."""
+    return any(c.__name__ == "ConfigException" for c in type(err).__mro__)
 
 
 class K8sApiError(Exception):
@@ -37,6 +52,28 @@ class K8sApi(Protocol):
     async def patch(self, api_version: str, kind: str, name: str, namespace: str, patch: Any,
                     content_type: str) -> dict[str, Any]: ...
     async def delete(self, api_version: str, kind: str, name: str, namespace: str) -> None: ...
+
+
+class _ConfigGuard:
+    """Turns the client's "cannot load a configuration" into one line (no traceback): a user
+    error on a machine without a cluster, not an action bug."""
+
+    def __init__(self, api: K8sApi) -> None:
+        self._api = api
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._api, name)
+
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await call(*args, **kwargs)
+            except Exception as err:
+                if _config_error(err):
+                    raise ArgoEventsError(f"Kubernetes configuration: {str(err).splitlines()[0][:300]}; skipped") \
+                        from None
+                raise
+
+        return guarded
 
 
 def with_firing_name(obj: dict[str, Any], firing_id: str) -> dict[str, Any]:
@@ -63,8 +100,10 @@ class K8sAction(Action):
     def __init__(self, name: str, ctx: ActionContext, template: Any) -> None:
         super().__init__(name, ctx)
         if ctx.k8s_factory is None:
+            if not kubernetes_configured():
+                raise ValueError(NO_CONFIG)
             raise ValueError("no Kubernetes client configured (install apache-airflow-providers-cncf-kubernetes)")
-        self.api: K8sApi = ctx.k8s_factory(template)
+        self.api: K8sApi = _ConfigGuard(ctx.k8s_factory(template))
 
     def _object(self, firing: Firing) -> dict[str, Any] | None:
         return copy.deepcopy(firing.resolved) if isinstance(firing.resolved, dict) else None
