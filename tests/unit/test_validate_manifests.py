@@ -18,6 +18,28 @@ from airflow_argo_events.cli.main import main
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests" / "argo_gaps"
 
 
+class Lines(logging.Handler):
+    """Records of the loader's logger, whatever another test's logging setup did to propagation."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.fixture
+def spec_log():
+    logger = logging.getLogger("airflow_argo_events.spec")
+    handler, level = Lines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler.records
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
 def validate(capsys, *args):
     code = main(["validate", *map(str, args)])
     out, err = capsys.readouterr()
@@ -115,22 +137,21 @@ def test_every_manifest_here_is_covered():
     assert {p.stem for p in MANIFESTS.glob("*.yaml")} == tested
 
 
-def test_warnings_are_logged_once_when_nobody_collects_them(caplog):
+def test_warnings_are_logged_once_when_nobody_collects_them(spec_log):
     """The runtimes (sensor run, eventsource run, the Airflow adapters) load without a notes list."""
     from airflow_argo_events.cli.common import load_or_report
 
-    caplog.set_level(logging.INFO, logger="airflow_argo_events.spec")
     sensor = load_or_report(str(MANIFESTS / "misplaced-fields.yaml"), "Sensor")
     assert sensor is not None and sensor.spec.triggers[0].at_least_once is False  # ignored, as in Argo
-    lines = [r.getMessage() for r in caplog.records]
+    lines = [r.getMessage() for r in spec_log]
     assert [line.split(": warning: ")[1] for line in lines] == [
         "spec.triggers[0].template.atLeastOnce: unknown field (Argo ignores it)",
         "spec.triggers[0].template.policy: unknown field (Argo ignores it)"]
-    assert all(r.levelno == logging.WARNING for r in caplog.records)
+    assert all(r.levelno == logging.WARNING for r in spec_log)
 
 
 @pytest.mark.parametrize("kind", ["Sensor", "EventSource"])
-def test_load_one_skips_other_kinds(kind, tmp_path, caplog):
+def test_load_one_skips_other_kinds(kind, tmp_path, spec_log):
     """``sensor test``, ``sensor run``, ``eventsource run`` and SensorTrigger(sensor=path) load with load_one."""
     from airflow_argo_events.core.spec.loader import load_one
 
@@ -138,7 +159,6 @@ def test_load_one_skips_other_kinds(kind, tmp_path, caplog):
     sensor = (MANIFESTS / "with-other-kinds.yaml").read_text()
     path = tmp_path / "both.yaml"
     path.write_text(f"{sensor}\n---\n{es}")
-    caplog.set_level(logging.INFO, logger="airflow_argo_events.spec")
     assert load_one(path, kind).kind == kind
-    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
-    assert len(skipped) == 3 and all(r.levelno == logging.INFO for r in caplog.records if "skipped" in r.getMessage())
+    skipped = [r for r in spec_log if "skipped" in r.getMessage()]
+    assert len(skipped) == 3 and all(r.levelno == logging.INFO for r in skipped)
