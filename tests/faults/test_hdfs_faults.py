@@ -78,7 +78,8 @@ def hdfs_source(addresses: list[str], **extra: str) -> HDFSSource:
     (es,) = load_text(yaml.safe_dump({"apiVersion": "argoproj.io/v1alpha1", "kind": "EventSource",
                                       "metadata": {"name": "hdfs"}, "spec": {"hdfs": {"example": {
                                           "directory": "/tmp/", "type": "CREATE", "pathRegexp": ".*",
-                                          "addresses": addresses, "checkInterval": "100ms", **extra}}}}))
+                                          "addresses": addresses, "hdfsUser": "root", "checkInterval": "100ms",
+                                          **extra}}}}))
     (cfg,) = es.events()
     return HDFSSource(cfg)
 
@@ -168,7 +169,8 @@ def test_sigterm_ends_eventsource_run_while_a_request_hangs(private_nats, tmp_pa
         manifest.write_text(yaml.safe_dump({"apiVersion": "argoproj.io/v1alpha1", "kind": "EventSource",
                                             "metadata": {"name": "hdfs"}, "spec": {"hdfs": {"example": {
                                                 "directory": "/tmp/", "type": "CREATE", "pathRegexp": ".*",
-                                                "addresses": [hung.address], "readTimeout": "10m"}}}}))
+                                                "addresses": [hung.address], "hdfsUser": "root",
+                                                "readTimeout": "10m"}}}}))
         env = {k: v for k, v in os.environ.items() if k != "ARGO_EVENTS_NATS_URL"}
         proc = subprocess.Popen([CLI, "eventsource", "run", "-f", str(manifest), "--nats", server.url],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)

@@ -88,7 +88,7 @@ async def test_http_status_policy_retries_then_dead_letter(server):
         policy={"status": {"allow": [200, 201]}},
         retryStrategy={"steps": 3, "duration": "1s", "factor": 2, "jitter": 0},
         atLeastOnce=True,
-        dlqTrigger={"template": {"name": "dlq", "http": {"url": server.url + "/dlq", "payload": [
+        dlqTrigger={"atLeastOnce": True, "template": {"name": "dlq", "http": {"url": server.url + "/dlq", "payload": [
             {"src": {"dependencyName": "d", "dataKey": "body.msg"}, "dest": "lost"}]}}},
     )
     eng, f = fire(sensor)

@@ -53,8 +53,6 @@ def test_exotic_bus_gives_servers():
     "text, path",
     [
         ("kind: EventBus\nmetadata: {name: x}\nspec: {jetstreamExotic: {}}", "spec.jetstreamExotic.url: field required"),
-        ("kind: EventBus\nmetadata: {name: x}\nspec: {jetstreamExotic: {url: u, bogus: 1}}",
-         "spec.jetstreamExotic.bogus: unknown field"),
         ("kind: EventBus\nmetadata: {name: x}\nspec: {}", "spec: exactly one of"),
         ("kind: EventBus\nspec: {jetstream: {}}", "metadata: field required"),
         ("kind: Nope\nmetadata: {name: x}", "kind: unknown kind 'Nope'"),
@@ -65,3 +63,12 @@ def test_errors_name_the_field(text, path):
     with pytest.raises(SpecError) as info:
         load_text(text, "bus.yaml")
     assert str(info.value).startswith("bus.yaml: " + path), str(info.value)
+
+
+def test_unknown_fields_warn_and_strict_refuses():
+    text = "kind: EventBus\nmetadata: {name: x}\nspec: {jetstreamExotic: {url: u, bogus: 1}}"
+    notes = []
+    (bus,) = load_text(text, "bus.yaml", notes=notes)
+    assert [n.line() for n in notes] == ["bus.yaml: warning: spec.jetstreamExotic.bogus: unknown field (Argo ignores it)"]
+    with pytest.raises(SpecError, match=r"^bus.yaml: spec.jetstreamExotic.bogus: unknown field"):
+        load_text(text, "bus.yaml", strict=True)

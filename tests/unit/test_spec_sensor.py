@@ -46,9 +46,9 @@ WF = {"source": {"resource": {"kind": "Workflow"}}}
          "spec.dependencies[0].filters.data[0].type"),
         ([{**D, "filters": {"exprs": [{"expr": "a == 1", "fields": []}]}}], None, "fields must not be empty"),
         ([{**D, "filters": {"context": {}}}], None, "spec.dependencies[0].filters.context: context filter must set"),
-        ([{**D, "filters": {"time": {"start": "10:00:00", "stop": "10:00:00"}}}], None, "start and stop must differ"),
-        ([{**D, "filters": {"time": {"start": "10:00", "stop": "11:00:00"}}}], None, "start must be HH:MM:SS"),
-        ([{**D, "bogus": 1}], None, "spec.dependencies[0].bogus: unknown field"),
+        ([{**D, "filters": {"time": {"start": "10:00:00", "stop": "10:00:00"}}}], None, "are the same time"),
+        ([{**D, "filters": {"time": {"start": "10:00", "stop": "11:00:00"}}}], None,
+         "spec.dependencies[0].filters.time.start: must be HH:MM:SS"),
         (None, [], "spec.triggers: at least one trigger is required"),
         (None, [{"template": {"name": "t", "log": {}}}, {"template": {"name": "t", "log": {}}}],
          "spec.triggers[1].template.name: duplicate trigger name 't'"),
@@ -75,7 +75,7 @@ WF = {"source": {"resource": {"kind": "Workflow"}}}
         (None, [{"template": {"name": "t", "log": {}}, "parameters": [{"dest": "x"}]}],
          "spec.triggers[0].parameters[0].src: src is required"),
         (None, [{"template": {"name": "t", "log": {}}, "parameters": [
-            {"src": {"dependencyName": "zz"}, "dest": "x"}]}], "src.dependencyName: unknown dependency 'zz'"),
+            {"src": {"dependencyName": "zz"}, "dest": "x"}]}], None),  # a warning (test_spec_argo_admission)
         (None, [{"template": {"name": "t", "log": {}}, "parameters": [
             {"src": {"dependencyName": "d"}, "dest": "x", "operation": "multiply"}]}], "parameters[0].operation"),
     ],

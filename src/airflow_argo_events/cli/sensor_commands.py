@@ -65,6 +65,9 @@ def run_test(args: argparse.Namespace) -> int:
                 for note in engine.explain:
                     print(note, file=sys.stderr)
             for f in firings:
+                if f.error:  # not executed, as in Argo: no firing line
+                    print(f"{args.events}:{lineno}: firing {f.id} failed: {f.error}", file=sys.stderr)
+                    continue
                 print(json.dumps(f.summary(), separators=(",", ":")), flush=True)
     if args.explain:
         print("end of events:", file=sys.stderr)

@@ -318,6 +318,9 @@ async def _dead_letter(engine: Engine, firing: Firing, ctx: ActionContext) -> No
     dlq = engine.dlq_firing(firing)
     if dlq is None:
         return
+    if dlq.error:  # a parameter could not be resolved: not run, as in Argo
+        log.error("firing %s: dead-letter trigger %s: %s", firing.id, dlq.trigger, dlq.error)
+        return
     from airflow_argo_events.core.actions.executor import make_action
     from airflow_argo_events.core.actions.policy import RetryPlan
 

@@ -137,7 +137,8 @@ async def test_refusal_goes_to_the_dlq_trigger(api_port, caplog):
     sensor = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Sensor", "metadata": {"name": "dlq"},
               "spec": {"dependencies": [DEP], "triggers": [{
                   "template": {"name": "fire", "log": {}}, "atLeastOnce": True,
-                  "dlqTrigger": {"template": {"name": "lost", "http": {"url": dlq.url + "/dlq", "payload": [
+                  "dlqTrigger": {"atLeastOnce": True, "template": {"name": "lost", "http": {
+                      "url": dlq.url + "/dlq", "payload": [
                       {"src": {"dependencyName": "d", "dataKey": "msg"}, "dest": "lost"}]}}}}]}}
     trigger = SensorTrigger(sensor=sensor, dag_id="missing", airflow_conn_id="airflow_api")
     action = await trigger._dag_run_action()

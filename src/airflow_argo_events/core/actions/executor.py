@@ -115,6 +115,12 @@ class ActionRunner:
             if waited:
                 log.info("sensor %s trigger %s firing %s: rate limit, waited %.3fs", firing.sensor, firing.trigger,
                          firing.id, waited)
+        if firing.error:
+            # A parameter could not be resolved: Argo does not run the trigger. Not retried
+            # (the same events give the same error); recorded as failed, and dead-lettered.
+            log.error("sensor %s trigger %s firing %s: failed: %s", firing.sensor, firing.trigger, firing.id,
+                      firing.error)
+            return Outcome(firing.id, firing.trigger, False, 0, firing.error, await self._dead_letter(firing))
         # Action bodies are re-read from the firing: trigger-level parameters may have changed them.
         if firing.template.kind != action.kind and not isinstance(action, (UnsupportedAction, _Broken)):
             action = make_action(firing.template, self.ctx)
@@ -125,15 +131,24 @@ class ActionRunner:
             return Outcome(firing.id, firing.trigger, True, attempts, result.detail)
         log.error("sensor %s trigger %s firing %s: failed after %d attempt(s): %s", firing.sensor, firing.trigger,
                   firing.id, attempts, result.detail)
-        dlq_result = None
-        if spec is not None and spec.dlq_trigger is not None and spec.at_least_once:
-            dlq = self.engine.dlq_firing(firing)
-            if dlq is not None:
-                dlq_action = make_action(dlq.template, self.ctx)
-                dlq_result, _ = await self._attempts(dlq_action, dlq, RetryPlan.of(spec.dlq_trigger.retry_strategy))
-                log.warning("sensor %s trigger %s firing %s: dead-letter trigger %s: %s", firing.sensor,
-                            firing.trigger, firing.id, dlq.trigger, "ok" if dlq_result.ok else dlq_result.detail)
-        return Outcome(firing.id, firing.trigger, False, attempts, result.detail, dlq_result)
+        return Outcome(firing.id, firing.trigger, False, attempts, result.detail, await self._dead_letter(firing))
+
+    async def _dead_letter(self, firing: Firing) -> ActionResult | None:
+        """Run the trigger's dlqTrigger on the firing's events (Argo: only with atLeastOnce)."""
+        spec = firing.trigger_spec
+        if spec is None or spec.dlq_trigger is None or not spec.at_least_once:
+            return None
+        dlq = self.engine.dlq_firing(firing)
+        if dlq is None:
+            return None
+        if dlq.error:
+            result = ActionResult(False, dlq.error, retryable=False)
+        else:
+            dlq_action = make_action(dlq.template, self.ctx)
+            result, _ = await self._attempts(dlq_action, dlq, RetryPlan.of(spec.dlq_trigger.retry_strategy))
+        log.warning("sensor %s trigger %s firing %s: dead-letter trigger %s: %s", firing.sensor,
+                    firing.trigger, firing.id, dlq.trigger, "ok" if result.ok else result.detail)
+        return result
 
     async def close(self) -> None:
         for action in self.actions.values():

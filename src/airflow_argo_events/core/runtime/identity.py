@@ -50,7 +50,7 @@ def _sensor_dict(sensor_doc: Mapping[str, Any] | Any) -> dict[str, Any]:
         from airflow_argo_events.core.spec.loader import parse_manifest
 
         try:
-            model = parse_manifest(dict(sensor_doc), None, "Sensor")
+            model = parse_manifest(dict(sensor_doc), None, "Sensor", notes=[])  # warned when loaded
         except SpecError:
             # Not a loadable Sensor (a hand-made document in a test, say): hash it as given.
             return json.loads(json.dumps(sensor_doc, default=str))

@@ -44,6 +44,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
+from pydantic import ValidationError
 
 from airflow_argo_events.core.events import Event
 from airflow_argo_events.core.limits import MAX_JSON_DEPTH, depth_exceeds, dumps_compact
@@ -52,11 +53,13 @@ from airflow_argo_events.core.sensor.filters import DependencyFilter, Verdict
 from airflow_argo_events.core.sensor.lua import LuaSandbox
 from airflow_argo_events.core.sensor.params import (
     CompiledParameter,
+    ParameterError,
     apply_params,
     compile_parameters,
     construct_payload,
 )
 from airflow_argo_events.core.sensor.transform import Transform, TransformError
+from airflow_argo_events.core.spec.base import spec_error
 from airflow_argo_events.core.spec.sensor import EventDependency, Sensor, Trigger, TriggerTemplate
 
 DEDUP_WINDOW = timedelta(seconds=60)
@@ -88,6 +91,9 @@ class Firing:
     trigger_spec: Trigger | None = None
     body: dict[str, Any] | None = None
     """The trigger type's block (camelCase) after its own ``parameters`` (url, subject, ...)."""
+    error: str = ""
+    """Set when a parameter could not be resolved: as in Argo, the action is not run (the
+    executor records the firing as failed and runs the dlqTrigger); the state is cleared all the same."""
 
     def summary(self) -> dict[str, Any]:
         """The ``sensor test`` output line."""
@@ -208,8 +214,8 @@ class Engine:
             self.triggers.append(_TriggerRuntime(
                 spec=trig, name=t.name, condition=cond, deps=deps, by_key=by_key, resets=resets,
                 trigger_params=compile_parameters(trig.parameters),
-                resource_params=compile_parameters(getattr(body, "parameters", None)),
-                payload_params=compile_parameters(getattr(body, "payload", None)),
+                resource_params=compile_parameters(getattr(body, "parameters", None), f"{t.kind}.parameters"),
+                payload_params=compile_parameters(getattr(body, "payload", None), f"{t.kind}.payload"),
             ))
 
     def _shared_lua(self) -> LuaSandbox:
@@ -352,20 +358,38 @@ class Engine:
         fid = firing_id(self.name, t.name, events)
         template = t.spec.template
         assert template is not None
-        if t.trigger_params:
-            doc = apply_params(template.dump(), t.trigger_params, events, fid)
-            template = TriggerTemplate.model_validate(doc)
+        try:
+            return self._resolve(fid, t.name, t.spec, template, events, t.trigger_params,
+                                 (t.resource_params, t.payload_params))
+        except ParameterError as err:
+            # Argo logs the error and does not run the trigger (its state is cleared all the same).
+            return Firing(self.name, t.name, fid, events, template, None, t.spec, None,
+                          _one_line(f"trigger {t.name!r}: {err}; the action is not run"))
+
+    def _resolve(self, fid: str, name: str, spec: Trigger, template: TriggerTemplate, events: dict[str, Event],
+                 trigger_params: list[CompiledParameter],
+                 compiled: tuple[list[CompiledParameter], list[CompiledParameter]] | None) -> Firing:
+        """Trigger-level parameters on the template first (they may rewrite its own parameters,
+        Argo's THIS_WILL_BE_REPLACED example), then the template's parameters on its body."""
+        if trigger_params:
+            doc = apply_params(template.dump(), trigger_params, events, fid, strict=True)
+            try:
+                template = TriggerTemplate.model_validate(doc)
+            except ValidationError as err:
+                raise ParameterError(f"the trigger-level parameters made the template invalid: "
+                                     f"{spec_error(err, prefix=('template',))}") from None
+            compiled = None
+        if compiled is None:
             body = template.body
-            resource_params = compile_parameters(getattr(body, "parameters", None))
-            payload_params = compile_parameters(getattr(body, "payload", None))
-        else:
-            resource_params, payload_params = t.resource_params, t.payload_params
+            compiled = (compile_parameters(getattr(body, "parameters", None), f"{template.kind}.parameters"),
+                        compile_parameters(getattr(body, "payload", None), f"{template.kind}.payload"))
+        resource_params, payload_params = compiled
         body = template.body
         body_doc = body.dump() if body is not None else None
         if body_doc is not None and template.kind not in RESOURCE_KINDS and resource_params:
-            body_doc = apply_params(body_doc, resource_params, events, fid)
-        return Firing(self.name, t.name, fid, events, template,
-                      resolve_body(template, resource_params, payload_params, events, fid), t.spec, body_doc)
+            body_doc = apply_params(body_doc, resource_params, events, fid, strict=True)
+        return Firing(self.name, name, fid, events, template,
+                      resolve_body(template, resource_params, payload_params, events, fid), spec, body_doc)
 
     def dlq_firing(self, firing: Firing) -> Firing | None:
         """The firing of a trigger's ``dlqTrigger`` on the same events (Argo runs it after retries fail)."""
@@ -373,19 +397,13 @@ class Engine:
         dlq = spec.dlq_trigger if spec else None
         if dlq is None or dlq.template is None:
             return None
-        template = dlq.template
         fid = hashlib.sha256(f"{firing.id}\ndlq".encode()).hexdigest()[:16]
-        if dlq.parameters:
-            template = TriggerTemplate.model_validate(
-                apply_params(template.dump(), compile_parameters(dlq.parameters), firing.events, fid))
-        body = template.body
-        resource_params = compile_parameters(getattr(body, "parameters", None))
-        body_doc = body.dump() if body is not None else None
-        if body_doc is not None and template.kind not in RESOURCE_KINDS and resource_params:
-            body_doc = apply_params(body_doc, resource_params, firing.events, fid)
-        resolved = resolve_body(template, resource_params, compile_parameters(getattr(body, "payload", None)),
-                                firing.events, fid)
-        return Firing(self.name, template.name, fid, firing.events, template, resolved, dlq, body_doc)
+        try:
+            return self._resolve(fid, dlq.template.name, dlq, dlq.template, firing.events,
+                                 compile_parameters(dlq.parameters), None)
+        except ParameterError as err:
+            return Firing(self.name, dlq.template.name, fid, firing.events, dlq.template, None, dlq, None,
+                          _one_line(f"dead-letter trigger {dlq.template.name!r}: {err}; the action is not run"))
 
     def build_firing(self, trigger: str, events: dict[str, Event]) -> Firing:
         """Rebuild a firing from its events (the journal stores only these): same id, same body."""
@@ -471,11 +489,15 @@ def resolve_body(template: TriggerTemplate, resource_params: list[CompiledParame
             resource = yaml.safe_load(source.inline)
         if resource is None:
             return None
-        return apply_params(resource, resource_params, events, fid)
+        return apply_params(resource, resource_params, events, fid, strict=True)
     if kind in PAYLOAD_KINDS:
-        return construct_payload(payload_params, events, fid)
+        return construct_payload(payload_params, events, fid, strict=True)
     if kind == "log":
         return None
     if kind == "slack":
-        return apply_params(body.dump(), resource_params, events, fid)
+        return apply_params(body.dump(), resource_params, events, fid, strict=True)
     return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

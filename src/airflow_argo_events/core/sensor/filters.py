@@ -36,7 +36,7 @@ from airflow_argo_events.core.sensor.paths import (
     parse_go_float,
 )
 from airflow_argo_events.core.sensor.regex import RegexError, go_regex, matches
-from airflow_argo_events.core.spec.sensor import DataFilter, EventDependencyFilter, TimeFilter
+from airflow_argo_events.core.spec.sensor import DataFilter, EventDependencyFilter, TimeFilter, parse_clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,8 +229,8 @@ def _local(t: datetime, tz: tzinfo) -> datetime:
 
 
 def _at(day: datetime, hms: str) -> datetime:
-    h, m, s = (int(x) for x in hms.split(":"))
-    return day.replace(hour=h, minute=m, second=s, microsecond=0)
+    h, m, s, us = parse_clock(hms)  # as validated: Go's 15:04:05, with an optional fraction
+    return day.replace(hour=h, minute=m, second=s, microsecond=us)
 
 
 # ------------------------------------------------------------------ the whole filter

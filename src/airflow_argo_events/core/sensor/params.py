@@ -8,8 +8,11 @@ Resolution, when the dependency is in the firing (numbered as in Argo's ResolveP
    key falls back to ``value``; with none of them it is an error.
 
 When the dependency is not in the firing (``||`` conditions): ``value`` if set, else the
-parameter is skipped. Values are strings; with ``useRawData`` a non-string value (number,
-bool, null, object, array) is inserted as raw JSON.
+parameter is skipped. Any other parameter that cannot be resolved stops the trigger: the
+engine turns the firing into a failed one (``Firing.error``) and the action is not run.
+
+Values are strings; with ``useRawData`` a non-string value (number, bool, null, object,
+array) is inserted as raw JSON.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ JSON = "JSON"
 
 
 class ParameterError(ValueError):
-    """A parameter could not be resolved (and has no default)."""
+    """A parameter could not be resolved (and has no default): Argo does not run the trigger."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +104,7 @@ class CompiledSource:
             key, template = src.data_key, self.data_template
             if isinstance(event.data, bytes):
                 payload: Any = MISSING
-                failure = "event data is not valid JSON"
+                failure = f"the data of dependency {src.dependency_name!r} is not valid JSON"
             else:
                 payload = event.data
         else:
@@ -110,18 +113,18 @@ class CompiledSource:
         if payload is MISSING:
             if src.value is not None:
                 return Resolved(src.value, STRING)
-            raise ParameterError(f"unable to resolve '{src.dependency_name}' parameter value: {failure}")
+            raise ParameterError(f"{failure}, and the parameter has no value")
         if template is not None:
             if isinstance(template, TemplateError):
-                failure = str(template)
+                failure = f"template on dependency {src.dependency_name!r}: {template}"
             else:
                 try:
                     out = template.render({"Input": payload})
                     if out and out != NO_VALUE:
                         return Resolved(out, STRING)
-                    failure = "template evaluated to empty string or no value"
+                    failure = f"template on dependency {src.dependency_name!r} evaluated to empty string or no value"
                 except TemplateError as err:
-                    failure = str(err)
+                    failure = f"template on dependency {src.dependency_name!r}: {err}"
         if key:
             value = compile_path(key)(payload)
             if value is not MISSING:
@@ -129,15 +132,17 @@ class CompiledSource:
                 if kind in (JSON, "Null"):
                     return Resolved(to_json_text(value), kind)
                 return Resolved(gjson_string(value), kind)
-            failure = f"key {key} does not exist in the event payload"
+            failure = f"key {key!r} is not in the event of dependency {src.dependency_name!r}"
         if src.value is not None:
             return Resolved(src.value, STRING)
-        raise ParameterError(f"unable to resolve '{src.dependency_name}' parameter value: {failure}")
+        raise ParameterError(f"{failure}, and the parameter has no value")
 
 
 class CompiledParameter:
-    def __init__(self, p: TriggerParameter) -> None:
+    def __init__(self, p: TriggerParameter, label: str = "parameter") -> None:
         self.spec = p
+        self.label = label
+        """Where the parameter is written, e.g. ``argoWorkflow.parameters[0]`` (for error lines)."""
         self.dest = p.dest
         self.operation = p.operation
         self.use_raw = bool(p.src and p.src.use_raw_data)
@@ -147,8 +152,14 @@ class CompiledParameter:
         return self.source.resolve(events) if self.source else None
 
 
-def compile_parameters(params: list[TriggerParameter] | None) -> list[CompiledParameter]:
-    return [CompiledParameter(p) for p in params or []]
+def compile_parameters(params: list[TriggerParameter] | None, label: str = "parameters") -> list[CompiledParameter]:
+    return [CompiledParameter(p, f"{label}[{i}]") for i, p in enumerate(params or [])]
+
+
+def _failed(p: CompiledParameter, err: ParameterError) -> ParameterError:
+    """One line naming the parameter, its dest and what is missing (Argo: the trigger does not run)."""
+    dest = f" (dest {p.dest!r})" if p.dest else ""
+    return ParameterError(f"parameter {p.label}{dest}: {err}")
 
 
 def _value_of(r: Resolved, use_raw: bool) -> Any:
@@ -157,13 +168,20 @@ def _value_of(r: Resolved, use_raw: bool) -> Any:
     return r.text
 
 
-def apply_params(doc: Any, params: list[CompiledParameter], events: dict[str, Event], firing_id: str = "") -> Any:
-    """ApplyParams: set each resolved value at its dest in a copy of ``doc``."""
+def apply_params(doc: Any, params: list[CompiledParameter], events: dict[str, Event], firing_id: str = "",
+                 *, strict: bool = False) -> Any:
+    """ApplyParams: set each resolved value at its dest in a copy of ``doc``.
+
+    A parameter that cannot be resolved raises ParameterError when ``strict`` (the trigger
+    is not run, as in Argo); otherwise it is logged and skipped.
+    """
     doc = copy.deepcopy(doc)
     for p in params:
         try:
             r = p.resolve(events)
         except ParameterError as err:
+            if strict:
+                raise _failed(p, err) from None
             log.error("firing %s: parameter %s skipped: %s", firing_id or "-", p.dest, err)
             continue
         if r is None:
@@ -177,13 +195,16 @@ def apply_params(doc: Any, params: list[CompiledParameter], events: dict[str, Ev
     return doc
 
 
-def construct_payload(params: list[CompiledParameter], events: dict[str, Event], firing_id: str = "") -> Any:
+def construct_payload(params: list[CompiledParameter], events: dict[str, Event], firing_id: str = "",
+                      *, strict: bool = False) -> Any:
     """ConstructPayload: a fresh document from payload parameters (empty dest = whole payload)."""
     doc: Any = None
     for p in params:
         try:
             r = p.resolve(events)
         except ParameterError as err:
+            if strict:
+                raise _failed(p, err) from None
             log.error("firing %s: payload parameter %s skipped: %s", firing_id or "-", p.dest, err)
             continue
         if not p.dest:

@@ -298,6 +298,10 @@ class EventSource(ArgoModel):
                     out.append(EventConfig(self.metadata.name, str(finfo.alias), name, cfg))
         return out
 
+    def warnings(self) -> list[tuple[str, str]]:
+        """What runs here but is likely a mistake, as ``(field path, message)``."""
+        return eventsource_warnings(self)
+
     def event(self, name: str) -> EventConfig:
         for e in self.events():
             if e.name == name:
@@ -373,6 +377,7 @@ def validate_eventsource(es: EventSource) -> list[tuple[str, str]]:
                              f"{where}.watchPathConfig")
         elif e.type == "hdfs":
             errors += _watch(c.directory, c.path, c.path_regexp, where)
+            errors += _hdfs_auth(c, where)
             if not c.type:
                 errors.append((f"{where}.type", "is required"))
             errors += _bad_ops(c.type, f"{where}.type")
@@ -386,13 +391,97 @@ def validate_eventsource(es: EventSource) -> list[tuple[str, str]]:
                             raise ValueError(f"must be positive, got {value!r}")
                     except ValueError as err:
                         errors.append((f"{where}.{field}", str(err)))
-            if (c.krb_c_cache_secret or c.krb_keytab_secret) and not c.krb_service_principal_name:
-                errors.append((f"{where}.krbServicePrincipalName", "is required with Kerberos"))
-            if c.krb_keytab_secret and not (c.krb_username and c.krb_realm):
-                errors.append((f"{where}.krbKeytabSecret", "needs krbUsername and krbRealm"))
-        elif e.type == "amqp" and not (c.url or c.url_secret):
-            errors.append((f"{where}.url", "url or urlSecret is required"))
+        elif e.type == "amqp":
+            if not (c.url or c.url_secret):
+                errors.append((f"{where}.url", "url or urlSecret is required"))
+            elif c.url and c.url_secret:
+                errors.append((f"{where}.urlSecret", "only one of url or urlSecret may be set"))
+            errors += _nonempty(c, where, ("routing_key", "routingKey"), ("exchange_type", "exchangeType"))
+            errors += _basic_auth(c.auth, f"{where}.auth")
+        elif e.type == "nats":
+            errors += _nonempty(c, where, ("url", "url"), ("subject", "subject"))
+            if c.queue == "":
+                errors.append((f"{where}.queue", "must not be empty when set"))
+        elif e.type == "mqtt":
+            errors += _nonempty(c, where, ("url", "url"), ("topic", "topic"), ("client_id", "clientId"))
+            errors += _basic_auth(c.auth, f"{where}.auth")
+        elif e.type == "redis":
+            errors += _nonempty(c, where, ("host_address", "hostAddress"))
+            if c.password is not None and not c.namespace:
+                errors.append((f"{where}.namespace", "is required with password (Argo reads the secret there)"))
+        elif e.type == "redisStream":
+            errors += _nonempty(c, where, ("host_address", "hostAddress"))
+        if e.type in ("nats", "amqp", "mqtt", "redis", "redisStream"):
+            errors += _tls(c.tls, f"{where}.tls")
     return errors
+
+
+RECREATE_TYPES = frozenset({"amqp", "calendar", "kafka", "pubSub", "azureEventsHub", "azureServiceBus", "nats",
+                            "mqtt", "minio", "emitter", "nsq", "pulsar", "redis", "redisStream", "resource", "hdfs",
+                            "file", "sftp", "generic"})
+"""Argo's RecreateStrategyEventSources: types whose Deployment must not run twice at once."""
+
+HDFS_RPC_PORT = 8020
+
+
+def eventsource_warnings(es: EventSource) -> list[tuple[str, str]]:
+    """What runs here but is likely a mistake, as ``(field path, message)`` for ``validate``."""
+    out: list[tuple[str, str]] = []
+    types = {e.type for e in es.events()}
+    recreate = sorted(types & RECREATE_TYPES)
+    rolling = sorted(types - RECREATE_TYPES)
+    if recreate and rolling:
+        out.append(("spec", f"Argo refuses {', '.join(rolling)} and {', '.join(recreate)} in one EventSource "
+                            "(their Deployments update differently); it runs here, split it to deploy on Argo"))
+    for e in es.events():
+        if e.type != "hdfs":
+            continue
+        for i, address in enumerate(e.spec.addresses):
+            if address.rpartition(":")[2] == str(HDFS_RPC_PORT):
+                out.append((f"spec.hdfs.{e.name}.addresses[{i}]",
+                            f"port {HDFS_RPC_PORT} is the namenode's Hadoop RPC port, which this provider does not "
+                            "speak: WebHDFS is the namenode's HTTP port, usually 9870 "
+                            f"(write {address.rpartition(':')[0]}:9870)"))
+    return out
+
+
+def _nonempty(c: Any, where: str, *fields: tuple[str, str]) -> list[tuple[str, str]]:
+    return [(f"{where}.{alias}", "must not be empty") for name, alias in fields if not getattr(c, name)]
+
+
+def _basic_auth(auth: Any, where: str) -> list[tuple[str, str]]:
+    if auth is None:
+        return []
+    return [(f"{where}.{f}", "is required") for f in ("username", "password") if getattr(auth, f) is None]
+
+
+def _tls(tls: Any, where: str) -> list[tuple[str, str]]:
+    """Argo's ValidateTLSConfig: something to verify with, and a client certificate with its key."""
+    if tls is None or tls.insecure_skip_verify:
+        return []
+    cert, key = tls.client_cert_secret is not None, tls.client_key_secret is not None
+    if not (tls.ca_cert_secret is not None or cert or key or tls.enabled):
+        return [(where, "set caCertSecret, or clientCertSecret and clientKeySecret, or enabled: true")]
+    if cert != key:
+        return [(where, "clientCertSecret and clientKeySecret go together")]
+    return []
+
+
+def _hdfs_auth(c: Any, where: str) -> list[tuple[str, str]]:
+    """Argo's HDFS checks: a user or Kerberos, and everything Kerberos needs."""
+    keytab, ccache = c.krb_keytab_secret is not None, c.krb_c_cache_secret is not None
+    if not (c.hdfs_user or keytab or ccache):
+        return [(where, "one of hdfsUser, krbCCacheSecret or krbKeytabSecret is required")]
+    needed: list[tuple[str, Any]] = []
+    if keytab:
+        needed = [("krbServicePrincipalName", c.krb_service_principal_name),
+                  ("krbConfigConfigMap", c.krb_config_config_map), ("krbUsername", c.krb_username),
+                  ("krbRealm", c.krb_realm)]
+    elif ccache:
+        needed = [("krbServicePrincipalName", c.krb_service_principal_name),
+                  ("krbConfigConfigMap", c.krb_config_config_map)]
+    what = "krbKeytabSecret" if keytab else "krbCCacheSecret"
+    return [(f"{where}.{name}", f"is required with {what}") for name, value in needed if not value]
 
 
 def _webhook_tls(c: Any, where: str, seen: dict[str, tuple[str, Any]]) -> list[tuple[str, str]]:
@@ -417,11 +506,18 @@ def _bad_ops(text: str, where: str) -> list[tuple[str, str]]:
 
 
 def _watch(directory: str, path: str, regexp: str, where: str) -> list[tuple[str, str]]:
+    """Argo's WatchPathConfig.Validate: an absolute directory, and a relative path or a regexp."""
     errors = []
     if not directory:
         errors.append((f"{where}.directory", "is required"))
+    elif not directory.startswith("/"):
+        errors.append((f"{where}.directory", f"must be an absolute path, got {directory!r}"))
     if not path and not regexp:
         errors.append((where, "one of path or pathRegexp is required"))
+    elif path and regexp:
+        errors.append((where, "path and pathRegexp cannot be set together"))
+    if path.startswith("/"):
+        errors.append((f"{where}.path", f"must be relative to directory, got {path!r}"))
     if regexp:
         try:
             re.compile(regexp)

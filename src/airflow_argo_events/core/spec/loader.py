@@ -11,6 +11,8 @@ one SpecError line naming the file.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from airflow_argo_events.core.exceptions import SpecError
-from airflow_argo_events.core.spec.base import spec_error
+from airflow_argo_events.core.spec.base import check_fields, spec_error
+
+log = logging.getLogger("airflow_argo_events.spec")
 
 API_VERSION = "argoproj.io/v1alpha1"
 
@@ -144,8 +148,70 @@ def _kinds() -> dict[str, type[BaseModel]]:
     return kinds
 
 
-def parse_manifest(doc: Any, source: str | None = None, expect: str | None = None) -> Any:
-    """One manifest dict -> its model; SpecError with field paths otherwise."""
+ARGO_GROUP = "argoproj.io"
+OTHER_ARGO_KINDS = frozenset({
+    # Argo Workflows
+    "Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow", "WorkflowEventBinding",
+    "WorkflowTaskSet", "WorkflowTaskResult", "WorkflowArtifactGCTask",
+    # Argo CD
+    "Application", "ApplicationSet", "AppProject",
+    # Argo Rollouts
+    "Rollout", "AnalysisTemplate", "ClusterAnalysisTemplate", "AnalysisRun", "Experiment",
+})
+"""Kinds of the other Argo projects: they share the ``argoproj.io`` group and sit next to
+Sensors in Argo's tutorials (a WorkflowTemplate the Sensor submits)."""
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the loader tells without refusing the file: a skipped document or a warning."""
+
+    source: str | None
+    path: str
+    message: str
+    level: str = "warning"
+    """``warning`` (worth fixing: an ignored field, a port that cannot work) or ``note``."""
+
+    def line(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        return f"{where}{self.level}: {self.path}: {self.message}" if self.path else \
+            f"{where}{self.level}: {self.message}"
+
+
+def _report(notes: list[Note] | None, new: list[Note]) -> None:
+    """Into ``notes`` when the caller collects them; else one log line each (runtimes, adapters)."""
+    if notes is not None:
+        notes.extend(new)
+        return
+    for n in new:
+        log.log(logging.WARNING if n.level == "warning" else logging.INFO, "%s", n.line())
+
+
+def skip_reason(doc: Any) -> str | None:
+    """Why a document is not ours to load (a ConfigMap, a WorkflowTemplate), or None.
+
+    Only documents that say what they are (``apiVersion`` and ``kind``) are skipped; an
+    unknown kind in Argo's group is refused by :func:`parse_manifest` (likely a typo).
+    """
+    if not isinstance(doc, dict):
+        return None
+    kind, api = doc.get("kind"), doc.get("apiVersion")
+    if not isinstance(kind, str) or not isinstance(api, str) or kind in _kinds():
+        return None
+    group = api.rpartition("/")[0] if "/" in api else ""
+    if group == ARGO_GROUP and kind not in OTHER_ARGO_KINDS:
+        return None
+    name = (doc.get("metadata") or {}).get("name") if isinstance(doc.get("metadata"), dict) else None
+    return f"{api} {kind}{f' {name!r}' if name else ''} skipped: not an Argo Events kind"
+
+
+def parse_manifest(doc: Any, source: str | None = None, expect: str | None = None, *,
+                   notes: list[Note] | None = None, strict: bool = False) -> Any:
+    """One manifest dict -> its model; SpecError with field paths otherwise.
+
+    Fields Argo would ignore are warnings (into ``notes``, else logged), or errors when
+    ``strict``; keys in another letter case are read as Go's decoder reads them.
+    """
     if not isinstance(doc, dict):
         raise SpecError([("", f"a manifest must be a mapping, got {type(doc).__name__}")], source)
     kind = doc.get("kind")
@@ -159,14 +225,31 @@ def parse_manifest(doc: Any, source: str | None = None, expect: str | None = Non
     api = doc.get("apiVersion")
     if api is not None and api != API_VERSION:
         raise SpecError([("apiVersion", f"unsupported apiVersion {api!r}; expected {API_VERSION}")], source)
+    doc, fields = check_fields(kinds[kind], doc)
+    found = fields.problems()
     try:
-        return kinds[kind].model_validate(doc)
+        model = kinds[kind].model_validate(doc)
     except ValidationError as err:
-        raise spec_error(err, source) from None
+        spec_err = spec_error(err, source)
+        if strict:
+            spec_err = SpecError(spec_err.errors + found, source)
+        else:
+            _report(notes, [Note(source, p, m) for p, m in found])
+        raise spec_err from None
+    if strict and found:
+        raise SpecError(found, source)
+    more = model.warnings() if hasattr(model, "warnings") else []
+    _report(notes, [Note(source, p, m) for p, m in found + more])
+    return model
 
 
-def load_text(text: str, source: str | None = None, expect: str | None = None) -> list[Any]:
-    """Every manifest in a YAML text; errors of all documents are reported together."""
+def load_text(text: str, source: str | None = None, expect: str | None = None, *,
+              notes: list[Note] | None = None, strict: bool = False) -> list[Any]:
+    """Every Argo Events manifest in a YAML text; errors of all documents are reported together.
+
+    Documents of other kinds (ConfigMap, Secret, WorkflowTemplate, ...) are skipped with
+    one note each.
+    """
     try:
         docs = [d for d in load_yaml(text) if d is not None]
     except yaml.YAMLError as err:
@@ -178,20 +261,26 @@ def load_text(text: str, source: str | None = None, expect: str | None = None) -
         raise SpecError([("", f"invalid YAML: nested deeper than {MAX_MANIFEST_DEPTH} levels")], source) from None
     if not docs:
         raise SpecError([("", "no manifest in file")], source)
-    out, errors = [], []
+    out, errors, found = [], [], []
     for i, doc in enumerate(docs):
         label = source if len(docs) == 1 else f"{source or '<text>'}#{i}"
+        skipped = skip_reason(doc)
+        if skipped:
+            found.append(Note(label, "", skipped, "note"))
+            continue
         try:
-            out.append(parse_manifest(doc, label, expect))
+            out.append(parse_manifest(doc, label, expect, notes=found, strict=strict))
         except SpecError as err:
             errors.extend((label, path, msg) for path, msg in err.errors)
+    _report(notes, found)
     if errors:
         first = errors[0][0]
         raise SpecError([(p, m) if lbl == first else (f"{lbl}: {p}", m) for lbl, p, m in errors], first)
     return out
 
 
-def load_file(path: str | Path, expect: str | None = None) -> list[Any]:
+def load_file(path: str | Path, expect: str | None = None, *, notes: list[Note] | None = None,
+              strict: bool = False) -> list[Any]:
     """Every manifest in a file; refuses big, binary and non-UTF-8 files with one line."""
     p = Path(path)
     try:
@@ -209,12 +298,12 @@ def load_file(path: str | Path, expect: str | None = None) -> list[Any]:
     except UnicodeDecodeError as err:
         raise SpecError([("", f"not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start})")],
                         str(path)) from None
-    return load_text(text, str(path), expect)
+    return load_text(text, str(path), expect, notes=notes, strict=strict)
 
 
-def load_one(path: str | Path, expect: str) -> Any:
-    """The single manifest of ``kind: expect`` in a file."""
-    items = [m for m in load_file(path, None) if getattr(m, "kind", None) == expect]
+def load_one(path: str | Path, expect: str, *, notes: list[Note] | None = None) -> Any:
+    """The single manifest of ``kind: expect`` in a file (other documents are skipped)."""
+    items = [m for m in load_file(path, None, notes=notes) if getattr(m, "kind", None) == expect]
     if len(items) != 1:
         raise SpecError([("kind", f"expected exactly one {expect} in the file, found {len(items)}")], str(path))
     return items[0]

@@ -25,7 +25,23 @@ from airflow_argo_events.core.spec.base import ArgoModel, ObjectMeta, OpenModel,
 LogicalOperator = Literal["", "and", "or"]
 Comparator = Literal["", ">=", ">", "=", "!=", "<", "<="]
 
-_TIME_RE = re.compile(r"^\d{1,2}:\d{2}:\d{2}$")
+_CLOCK_RE = re.compile(r"([0-9]{1,2}):([0-9]{2}):([0-9]{2})(?:[.,]([0-9]+))?")
+
+
+def parse_clock(text: str) -> tuple[int, int, int, int]:
+    """``HH:MM:SS`` as Go's ``time.Parse("15:04:05")`` reads it: (hour, minute, second, microsecond).
+
+    The hour may have one digit, minutes and seconds have two, and a fraction of a second
+    may follow (Go accepts one even when the layout has none). ValueError otherwise.
+    """
+    m = _CLOCK_RE.fullmatch(text)
+    if m is None:
+        raise ValueError(f"{text!r} is not HH:MM:SS")
+    h, mi, sec = int(m[1]), int(m[2]), int(m[3])
+    for value, limit, unit in ((h, 24, "hour"), (mi, 60, "minute"), (sec, 60, "second")):
+        if value >= limit:
+            raise ValueError(f"{text!r}: {unit} out of range")
+    return h, mi, sec, int((m[4] or "0")[:6].ljust(6, "0"))
 
 
 class PayloadField(ArgoModel):
@@ -45,6 +61,9 @@ class ExprFilter(ArgoModel):
             raise ValueError("expr must not be empty")
         if not self.fields:
             raise ValueError("fields must not be empty")
+        for i, f in enumerate(self.fields):
+            if not f.path or not f.name:
+                raise ValueError(f"fields[{i}]: path and name must not be empty")
         return self
 
 
@@ -70,6 +89,9 @@ class DataFilter(ArgoModel):
             raise ValueError("path must not be empty")
         if not self.value:
             raise ValueError("value must not be empty")
+        for i, v in enumerate(self.value):
+            if v == "":
+                raise ValueError(f"value[{i}] must not be an empty string")
         return self
 
 
@@ -82,13 +104,19 @@ class TimeFilter(ArgoModel):
 
     @model_validator(mode="after")
     def _window(self) -> TimeFilter:
-        for name in ("start", "stop"):
-            if not _TIME_RE.match(getattr(self, name)):
-                raise ValueError(f"{name} must be HH:MM:SS")
-        if self.start == self.stop:
-            raise ValueError("start and stop must differ")
+        # Argo's webhook parses both with Go's time.Parse and refuses equal times.
         if self.timezone:
             _zone(self.timezone)
+        clock = {}
+        for name in ("start", "stop"):
+            try:
+                clock[name] = parse_clock(getattr(self, name))
+            except ValueError as err:
+                raise PydanticCustomError(
+                    "argo_validation", "{summary}",
+                    {"summary": f"{name}: {err}", "errors": [(name, f"must be HH:MM:SS: {err}")]}) from None
+        if clock["start"] == clock["stop"]:
+            raise ValueError(f"start {self.start!r} and stop {self.stop!r} are the same time: the window would be empty")
         return self
 
 
@@ -237,6 +265,7 @@ class TLSConfig(ArgoModel):
     client_cert_secret: SecretKeySelector | None = None
     client_key_secret: SecretKeySelector | None = None
     insecure_skip_verify: bool = False
+    enabled: bool = Field(False, description="TLS with the system's CAs and no client certificate.")
 
 
 class ValueFromSource(ArgoModel):
@@ -439,6 +468,12 @@ class Sensor(ArgoModel):
                 {"summary": "; ".join(f"{p}: {m}" for p, m in errors), "errors": errors},
             )
         return self
+
+    def warnings(self) -> list[tuple[str, str]]:
+        """What Argo accepts but is likely a mistake, as ``(field path, message)``."""
+        from airflow_argo_events.core.spec.sensor_validation import sensor_warnings
+
+        return sensor_warnings(self)
 
     def dependency(self, name: str) -> EventDependency:
         for d in self.spec.dependencies:

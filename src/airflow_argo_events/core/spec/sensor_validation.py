@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
 
 from croniter import croniter
 
 if TYPE_CHECKING:
-    from airflow_argo_events.core.spec.sensor import EventDependencyFilter, Sensor, TriggerParameter
+    from airflow_argo_events.core.spec.sensor import (
+        EventDependencyFilter,
+        Sensor,
+        Trigger,
+        TriggerParameter,
+        TriggerTemplate,
+    )
 
 K8S_OPERATIONS = {"", "create", "update", "patch", "delete"}
 WORKFLOW_OPERATIONS = {"submit", "submit-from", "suspend", "retry", "resume", "resubmit", "terminate", "stop"}
+HTTP_METHODS = ("GET", "DELETE", "PATCH", "POST", "PUT")
 CRON_FIELDS = 5
+TRIGGER_TYPES = ("k8s", "argo_workflow", "http", "nats", "kafka", "slack", "log", "airflow", "aws_lambda", "custom",
+                 "open_whisk", "azure_event_hubs", "pulsar", "azure_service_bus", "email")
 
 
 def validate_sensor(sensor: Sensor) -> list[tuple[str, str]]:
-    from airflow_argo_events.core.sensor.conditions import Condition, ConditionError, canonical
-
+    """Argo's admission checks (``validate.go``) and ours, as ``(field path, message)``."""
     errors: list[tuple[str, str]] = []
     spec = sensor.spec
     if not spec.dependencies:
@@ -26,7 +35,6 @@ def validate_sensor(sensor: Sensor) -> list[tuple[str, str]]:
         if dep.name in seen:
             errors.append((f"spec.dependencies[{i}].name", f"duplicate dependency name {dep.name!r}"))
         seen[dep.name] = i
-    known = {canonical(n) for n in seen}
     for i, dep in enumerate(spec.dependencies):
         errors += _filters(dep.filters, f"spec.dependencies[{i}].filters")
     if not spec.triggers:
@@ -35,95 +43,234 @@ def validate_sensor(sensor: Sensor) -> list[tuple[str, str]]:
     for i, trig in enumerate(spec.triggers):
         base = f"spec.triggers[{i}]"
         t = trig.template
-        if t is None:
-            errors.append((f"{base}.template", "trigger template is required"))
-            continue
-        if not t.name:
-            errors.append((f"{base}.template.name", "trigger name is required"))
-        elif t.name in names:
-            errors.append((f"{base}.template.name", f"duplicate trigger name {t.name!r}"))
-        names.add(t.name)
-        if t.conditions:
-            try:
-                cond = Condition.parse(t.conditions)
-            except ConditionError as err:
-                errors.append((f"{base}.template.conditions", f"invalid expression: {err}"))
-            else:
-                unknown = [n for n in cond.names if n not in known]
-                if unknown:
-                    errors.append((f"{base}.template.conditions",
-                                   f"unknown dependency {', '.join(map(repr, unknown))}; "
-                                   f"known: {', '.join(sorted(seen))}"))
-        for j, reset in enumerate(t.conditions_reset or []):
-            where = f"{base}.template.conditionsReset[{j}]"
-            if reset.by_time is None:
-                errors.append((where, "byTime is required"))
-                continue
-            if len(reset.by_time.cron.split()) != CRON_FIELDS or not croniter.is_valid(reset.by_time.cron):
-                errors.append((f"{where}.byTime.cron", f"invalid cron {reset.by_time.cron!r} (5 fields expected)"))
-            if reset.by_time.timezone:
-                from airflow_argo_events.core.spec.sensor import _zone
-
-                try:
-                    _zone(reset.by_time.timezone)
-                except ValueError as err:
-                    errors.append((f"{where}.byTime.timezone", str(err)))
-        kinds = [k for k in ("k8s", "argo_workflow", "http", "nats", "kafka", "slack", "log", "airflow", "aws_lambda",
-                             "custom",
-                             "open_whisk", "azure_event_hubs", "pulsar", "azure_service_bus", "email")
-                 if getattr(t, k) is not None]
-        if len(kinds) != 1:
-            errors.append((f"{base}.template", "exactly one trigger type (k8s, argoWorkflow, http, ...) must be set"
-                           if not kinds else f"only one trigger type may be set, found {len(kinds)}"))
-        for kind, alias in (("k8s", "k8s"), ("argo_workflow", "argoWorkflow")):
-            body = getattr(t, kind)
-            if body is not None and body.source is not None and body.source.inline:
-                errors += _inline(body.source.inline, f"{base}.template.{alias}.source.inline")
-        if t.k8s is not None:
-            if t.k8s.source is None:
-                errors.append((f"{base}.template.k8s.source", "source is required"))
-            if t.k8s.operation not in K8S_OPERATIONS:
-                errors.append((f"{base}.template.k8s.operation", f"unknown operation {t.k8s.operation!r}"))
-            errors += _params(t.k8s.parameters, f"{base}.template.k8s.parameters", known)
-        if t.argo_workflow is not None:
-            if t.argo_workflow.operation not in WORKFLOW_OPERATIONS:
-                errors.append((f"{base}.template.argoWorkflow.operation",
-                               f"operation must be one of {', '.join(sorted(WORKFLOW_OPERATIONS))}, "
-                               f"got {t.argo_workflow.operation!r}"))
-            if t.argo_workflow.source is None and t.argo_workflow.operation in ("submit", ""):
-                errors.append((f"{base}.template.argoWorkflow.source", "source is required"))
-            errors += _params(t.argo_workflow.parameters, f"{base}.template.argoWorkflow.parameters", known)
-        for kind, alias in (("http", "http"), ("nats", "nats"), ("kafka", "kafka"), ("slack", "slack"),
-                            ("airflow", "airflow")):
-            body = getattr(t, kind)
-            if body is None:
-                continue
-            errors += _params(getattr(body, "parameters", None), f"{base}.template.{alias}.parameters", known)
-            if hasattr(body, "payload"):
-                errors += _params(body.payload, f"{base}.template.{alias}.payload", known,
-                                  allow_empty_dest=kind == "http")
-        if t.airflow is not None and not (t.airflow.url or t.airflow.conn_id):
-            errors.append((f"{base}.template.airflow", "url or connId is required"))
-        errors += _params(trig.parameters, f"{base}.parameters", known)
-        if trig.rate_limit and trig.rate_limit.requests_per_unit < 0:
-            errors.append((f"{base}.rateLimit.requestsPerUnit", "must not be negative"))
-        if trig.dlq_trigger is not None and trig.dlq_trigger.template is None:
-            errors.append((f"{base}.dlqTrigger.template", "trigger template is required"))
+        errors += _trigger(trig, base, seen)
+        if t is not None and t.name:
+            if t.name in names:
+                errors.append((f"{base}.template.name", f"duplicate trigger name {t.name!r}"))
+            names.add(t.name)
     return errors
 
 
-def _params(params: list[TriggerParameter] | None, where: str, known: set[str],
-            allow_empty_dest: bool = False) -> list[tuple[str, str]]:
+def sensor_warnings(sensor: Sensor) -> list[tuple[str, str]]:
+    """What Argo accepts but is likely a mistake: ``(path, message)`` for ``validate`` to print.
+
+    A parameter naming no dependency is one: it is never an error, because trigger-level
+    parameters may rewrite a template's ``dependencyName`` first (Argo's
+    ``THIS_WILL_BE_REPLACED`` example); left as it is, it resolves to its ``value`` or is skipped.
+    """
     from airflow_argo_events.core.sensor.conditions import canonical
 
+    known = {canonical(d.name) for d in sensor.spec.dependencies}
+    out: list[tuple[str, str]] = []
+
+    def trigger(trig: Trigger, base: str) -> None:
+        rewritten = {p.dest for p in trig.parameters or [] if p.dest}
+        for where, params in _all_params(trig, base):
+            for j, p in enumerate(params):
+                name = p.src.dependency_name if p.src else ""
+                if not name or canonical(name) in known:
+                    continue
+                path = f"{where}[{j}].src.dependencyName"
+                if where != f"{base}.parameters" and _rewritten(path, base, rewritten):
+                    continue
+                out.append((path, f"names no dependency ({name!r}; known: "
+                                  f"{', '.join(d.name for d in sensor.spec.dependencies)}): the parameter will "
+                                  "use its value, or be skipped"))
+        if trig.dlq_trigger is not None:
+            trigger(trig.dlq_trigger, f"{base}.dlqTrigger")
+
+    for i, trig in enumerate(sensor.spec.triggers):
+        trigger(trig, f"spec.triggers[{i}]")
+    return out
+
+
+def _rewritten(path: str, base: str, dests: set[str]) -> bool:
+    """True when a trigger-level parameter's dest is this template field (``template.`` stripped)."""
+    prefix = f"{base}.template."
+    if not path.startswith(prefix):
+        return False
+    dotted = re.sub(r"\[(\d+)\]", r".\1", path[len(prefix):])
+    return dotted in dests
+
+
+def _all_params(trig: Trigger, base: str) -> list[tuple[str, list[TriggerParameter]]]:
+    out = [(f"{base}.parameters", trig.parameters or [])]
+    t = trig.template
+    if t is not None and t.body is not None:
+        for attr in ("parameters", "payload", "dynamic_headers"):
+            params = getattr(t.body, attr, None)
+            if isinstance(params, list) and params:
+                alias = {"dynamic_headers": "dynamicHeaders"}.get(attr, attr)
+                out.append((f"{base}.template.{t.kind}.{alias}", params))
+    return out
+
+
+def _trigger(trig: Trigger, base: str, deps: dict[str, int]) -> list[tuple[str, str]]:
+    """Argo's validateTrigger: template, policy, trigger-level parameters, dlqTrigger."""
+    from airflow_argo_events.core.sensor.conditions import Condition, ConditionError, canonical
+
+    errors: list[tuple[str, str]] = []
+    known = {canonical(n) for n in deps}
+    t = trig.template
+    if t is None:
+        return [(f"{base}.template", "trigger template is required")]
+    if not t.name:
+        errors.append((f"{base}.template.name", "trigger name is required"))
+    if t.conditions:
+        try:
+            cond = Condition.parse(t.conditions)
+        except ConditionError as err:
+            errors.append((f"{base}.template.conditions", f"invalid expression: {err}"))
+        else:
+            unknown = [n for n in cond.names if n not in known]
+            if unknown:
+                errors.append((f"{base}.template.conditions",
+                               f"unknown dependency {', '.join(map(repr, unknown))}; "
+                               f"known: {', '.join(sorted(deps))}"))
+    for j, reset in enumerate(t.conditions_reset or []):
+        where = f"{base}.template.conditionsReset[{j}]"
+        if reset.by_time is None:
+            errors.append((where, "byTime is required"))
+            continue
+        if len(reset.by_time.cron.split()) != CRON_FIELDS or not croniter.is_valid(reset.by_time.cron):
+            errors.append((f"{where}.byTime.cron", f"invalid cron {reset.by_time.cron!r} (5 fields expected)"))
+        if reset.by_time.timezone:
+            from airflow_argo_events.core.spec.sensor import _zone
+
+            try:
+                _zone(reset.by_time.timezone)
+            except ValueError as err:
+                errors.append((f"{where}.byTime.timezone", str(err)))
+    kinds = [k for k in TRIGGER_TYPES if getattr(t, k) is not None]
+    if len(kinds) != 1:
+        errors.append((f"{base}.template", "exactly one trigger type (k8s, argoWorkflow, http, ...) must be set"
+                       if not kinds else f"only one trigger type may be set, found {len(kinds)}"))
+    tpl = f"{base}.template"
+    for kind, alias in (("k8s", "k8s"), ("argo_workflow", "argoWorkflow")):
+        body = getattr(t, kind)
+        if body is not None and body.source is not None and body.source.inline:
+            errors += _inline(body.source.inline, f"{tpl}.{alias}.source.inline")
+    if t.k8s is not None:
+        if t.k8s.source is None:
+            errors.append((f"{tpl}.k8s.source", "source is required"))
+        if t.k8s.operation not in K8S_OPERATIONS:
+            errors.append((f"{tpl}.k8s.operation", f"unknown operation {t.k8s.operation!r}"))
+        errors += _params(t.k8s.parameters, f"{tpl}.k8s.parameters")
+    if t.argo_workflow is not None:
+        if t.argo_workflow.operation not in WORKFLOW_OPERATIONS:
+            errors.append((f"{tpl}.argoWorkflow.operation",
+                           f"operation must be one of {', '.join(sorted(WORKFLOW_OPERATIONS))}, "
+                           f"got {t.argo_workflow.operation!r}"))
+        if t.argo_workflow.source is None:  # every operation finds its workflow through the source
+            errors.append((f"{tpl}.argoWorkflow.source", "source is required"))
+        errors += _params(t.argo_workflow.parameters, f"{tpl}.argoWorkflow.parameters")
+    if t.http is not None:
+        if not t.http.url:
+            errors.append((f"{tpl}.http.url", "url must not be empty"))
+        if t.http.method and t.http.method not in HTTP_METHODS:
+            errors.append((f"{tpl}.http.method", f"method must be one of {', '.join(HTTP_METHODS)} "
+                                                 f"(upper case), got {t.http.method!r}"))
+        errors += _params(t.http.parameters, f"{tpl}.http.parameters")
+        errors += _params(t.http.payload, f"{tpl}.http.payload", allow_empty_dest=True)
+    for kind, what in (("nats", "subject"), ("kafka", "topic")):
+        body = getattr(t, kind)
+        if body is None:
+            continue
+        if not body.url:
+            errors.append((f"{tpl}.{kind}.url", "url must not be empty"))
+        if not getattr(body, what):
+            errors.append((f"{tpl}.{kind}.{what}", f"{what} must not be empty"))
+        if body.payload is None:
+            errors.append((f"{tpl}.{kind}.payload", "payload is required (a list of parameters)"))
+        errors += _params(body.payload, f"{tpl}.{kind}.payload")
+        errors += _params(body.parameters, f"{tpl}.{kind}.parameters")
+    if t.slack is not None:
+        if t.slack.slack_token is None:
+            errors.append((f"{tpl}.slack.slackToken", "slackToken is required"))
+        errors += _params(t.slack.parameters, f"{tpl}.slack.parameters")
+    if t.airflow is not None:
+        if not (t.airflow.url or t.airflow.conn_id):
+            errors.append((f"{tpl}.airflow", "url or connId is required"))
+        errors += _params(t.airflow.parameters, f"{tpl}.airflow.parameters")
+        errors += _params(t.airflow.payload, f"{tpl}.airflow.payload")
+    errors += _unsupported(t, tpl)
+    errors += _policy(trig, base)
+    errors += _params(trig.parameters, f"{base}.parameters")
+    if trig.rate_limit and trig.rate_limit.requests_per_unit < 0:
+        errors.append((f"{base}.rateLimit.requestsPerUnit", "must not be negative"))
+    if trig.dlq_trigger is not None:
+        # Argo runs the dead-letter trigger only on the at-least-once path.
+        if not trig.at_least_once:
+            errors.append((f"{base}.atLeastOnce", "must be true to use dlqTrigger"))
+        if not trig.dlq_trigger.at_least_once:
+            errors.append((f"{base}.dlqTrigger.atLeastOnce", "must be true within the dlqTrigger"))
+        errors += _trigger(trig.dlq_trigger, f"{base}.dlqTrigger", deps)
+    return errors
+
+
+def _unsupported(t: TriggerTemplate, tpl: str) -> list[tuple[str, str]]:
+    """Argo's checks for the trigger types that load here but do not run (their blocks stay open)."""
+    errors: list[tuple[str, str]] = []
+
+    def extra(body: Any, key: str) -> Any:
+        return (body.model_extra or {}).get(key)
+
+    def need(body: Any, where: str, *keys: str) -> None:
+        for key in keys:
+            if not extra(body, key):
+                errors.append((f"{where}.{key}", f"{key} is required"))
+
+    if t.aws_lambda is not None:
+        need(t.aws_lambda, f"{tpl}.awsLambda", "functionName", "region")
+        if t.aws_lambda.payload is None:
+            errors.append((f"{tpl}.awsLambda.payload", "payload is required (a list of parameters)"))
+    if t.open_whisk is not None:
+        need(t.open_whisk, f"{tpl}.openWhisk", "actionName", "host")
+        token = extra(t.open_whisk, "authToken")
+        if token is not None and not (isinstance(token, dict) and token.get("name") and token.get("key")):
+            errors.append((f"{tpl}.openWhisk.authToken", "name and key are required"))
+        if t.open_whisk.payload is None:
+            errors.append((f"{tpl}.openWhisk.payload", "payload is required (a list of parameters)"))
+    if t.custom is not None:
+        need(t.custom, f"{tpl}.custom", "serverURL", "spec")
+        if extra(t.custom, "secure") and extra(t.custom, "certSecret") is None:
+            errors.append((f"{tpl}.custom.certSecret", "certSecret is required when secure is true"))
+    if t.email is not None:
+        need(t.email, f"{tpl}.email", "host")
+        port = extra(t.email, "port")
+        if port is not None and not (isinstance(port, int) and 0 <= port <= 65535):
+            errors.append((f"{tpl}.email.port", f"must be between 0 and 65535, got {port!r}"))
+    for attr, alias in (("aws_lambda", "awsLambda"), ("open_whisk", "openWhisk"), ("custom", "custom"),
+                        ("email", "email"), ("azure_event_hubs", "azureEventHubs"), ("pulsar", "pulsar"),
+                        ("azure_service_bus", "azureServiceBus")):
+        body = getattr(t, attr)
+        if body is not None:
+            errors += _params(body.parameters, f"{tpl}.{alias}.parameters")
+            errors += _params(body.payload, f"{tpl}.{alias}.payload")
+    return errors
+
+
+def _policy(trig: Trigger, base: str) -> list[tuple[str, str]]:
+    """Argo's validateTriggerPolicy: a k8s policy needs labels (a status policy needs allow: a required field)."""
+    t = trig.template
+    if trig.policy is None or t is None:
+        return []
+    if (t.k8s is not None or t.argo_workflow is not None) and trig.policy.k8s is not None \
+            and trig.policy.k8s.labels is None:
+        return [(f"{base}.policy.k8s.labels", "labels are required (the labels the resource must reach)")]
+    return []
+
+
+def _params(params: list[TriggerParameter] | None, where: str,
+            allow_empty_dest: bool = False) -> list[tuple[str, str]]:
+    """Argo's validateTriggerParameter. A dependencyName naming no dependency is a warning
+    (:func:`sensor_warnings`): trigger-level parameters may rewrite it first."""
     errors = []
     for i, p in enumerate(params or []):
         if p.src is None:
             errors.append((f"{where}[{i}].src", "src is required"))
         elif not p.src.dependency_name:
             errors.append((f"{where}[{i}].src.dependencyName", "dependencyName is required"))
-        elif canonical(p.src.dependency_name) not in known:
-            errors.append((f"{where}[{i}].src.dependencyName", f"unknown dependency {p.src.dependency_name!r}"))
         if not p.dest and not allow_empty_dest:
             errors.append((f"{where}[{i}].dest", "dest is required"))
     return errors
