@@ -40,7 +40,10 @@ lint: $(STAMP)
 # CI does not run this: the golden files are committed and compared by tests/unit/test_golden_*.py.
 ORACLE_DEBS := golang-go golang-github-knetic-govaluate-dev golang-github-tidwall-gjson-dev \
 	golang-github-masterminds-sprig-dev golang-github-yuin-gopher-lua-dev golang-github-itchyny-gojq-dev
+# MIRROR=<folder> names where git snapshots of gjson, sjson, sprig and gopher-lua at Argo's pinned
+# versions are (<owner>+<name>/repo each); see tests/oracle/build.sh.
 oracle: $(STAMP)
+	@test -n "$(MIRROR)$(GJSON_GIT)" || { echo "make oracle: set MIRROR=<folder of the pinned library snapshots> (see tests/oracle/build.sh)" >&2; exit 2; }
 	@missing=$$(for p in $(ORACLE_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; fi
 	TZ=UTC OUT=/tmp/argo-oracle/bin tests/oracle/build.sh

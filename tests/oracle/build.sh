@@ -25,7 +25,9 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 OUT="${OUT:-/tmp/argo-oracle/bin}"
-MIRROR="${MIRROR:-/work/.mirror}"
+# MIRROR: the folder holding git snapshots of the pinned libraries, one per repository
+# (<owner>+<name>/repo), e.g. what the search tool's `fetch` brings in; no default path.
+MIRROR="${MIRROR:-}"
 GJSON_GIT="${GJSON_GIT:-$MIRROR/tidwall+gjson/repo}"
 SJSON_GIT="${SJSON_GIT:-$MIRROR/tidwall+sjson/repo}"
 SPRIG_GIT="${SPRIG_GIT:-$MIRROR/Masterminds+sprig/repo}"
@@ -34,7 +36,7 @@ DEBIAN=/usr/share/gocode/src
 
 for repo in "$GJSON_GIT" "$SJSON_GIT" "$SPRIG_GIT" "$LUA_GIT"; do
   git -C "$repo" rev-parse --git-dir >/dev/null 2>&1 || {
-    echo "build.sh: no git clone at $repo (set GJSON_GIT/SJSON_GIT/SPRIG_GIT/LUA_GIT)" >&2; exit 2; }
+    echo "build.sh: no git clone at '$repo' (set MIRROR, or GJSON_GIT/SJSON_GIT/SPRIG_GIT/LUA_GIT)" >&2; exit 2; }
 done
 
 GOPATH_DIR="$(mktemp -d /tmp/argo-oracle-gopath.XXXXXX)"
