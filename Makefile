@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Test workers (pytest-xdist): the e2e tests stay on one worker and share one Airflow.
 JOBS   ?= 2
 
-.PHONY: demo demo-airflow test test-fast bench lint clean oracle
+.PHONY: demo demo-airflow test test-fast test-compat test-packaging bench bench-prefect lint clean oracle
 
 # One line per phase with the seconds elapsed, so a cold install never looks stuck.
 $(STAMP): pyproject.toml
@@ -28,9 +28,26 @@ test: $(STAMP)
 	@echo "[test] pytest on $(JOBS) workers: unit, integration, faults, docs, then a real Airflow (e2e); 10-20 minutes by load"
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(JOBS) $(PYTEST_ARGS)
 
+# The ends of the support matrix (docs/airflow/index.md), each in a venv of its own: Python 3.10 with
+# Airflow 3.0.1 (the floors), then Python 3.13 with the newest Airflow. Unit and Airflow-layer tests,
+# `airflow dags test`, provider discovery; the low leg adds a real Airflow 3.0.1. 10-25 minutes per leg by load.
+test-compat: $(STAMP)
+	JOBS=$(JOBS) UV=$(BIN)/uv tests/packaging/compat.sh low
+	JOBS=$(JOBS) UV=$(BIN)/uv tests/packaging/compat.sh high
+
+# Build sdist + wheel, twine check, install the wheel with only [embedded] into a clean venv,
+# then `argo-events demo` and an Airflow DAG import from it. 1-2 minutes with a warm uv cache.
+test-packaging: $(STAMP)
+	UV=$(BIN)/uv PACKAGING_PYTHON=$(PYTHON) tests/packaging/check.sh
+
+# Every benchmark at quick sizes, 3-5 minutes (benchmarks/README.md); BENCH_ARGS=--full for
+# their own sizes (tens of minutes), BENCH_ARGS="--only engine,webhook" for some.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bus.py
-	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+
+# Ours vs a Prefect automation on one throwaway Prefect server (10-30 minutes: 1,000 pairs each side).
+bench-prefect: $(STAMP)
+	$(BIN)/python benchmarks/prefect.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -50,4 +67,4 @@ oracle: $(STAMP)
 	TZ=UTC $(BIN)/python tests/oracle/generate.py --oracle /tmp/argo-oracle/bin --out tests/golden
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) .venv-compat-low .venv-compat-high .pytest_cache build *.egg-info src/*.egg-info

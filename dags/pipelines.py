@@ -57,7 +57,9 @@ with DAG(dag_id="extract", schedule=None, start_date=START, catchup=False, tags=
                          data={"table": "sales", "rows": 1200, "run": "{{ run_id }}"})
 
 with DAG(dag_id="load", schedule=None, start_date=START, catchup=False, tags=["example"]):
-    wait = EventSensor(task_id="wait_for_extract", timeout=3600, poke_interval=30,
+    # Defers when [operators] default_deferrable is True; otherwise pokes every 30 s, and "reschedule"
+    # frees the worker slot between pokes (nothing published in between is missed).
+    wait = EventSensor(task_id="wait_for_extract", timeout=3600, poke_interval=30, mode="reschedule",
                        dependencies=[{"name": "extracted", "eventSourceName": "warehouse", "eventName": "extracted",
                                       "filters": {"data": [{"path": "rows", "type": "number", "comparator": ">",
                                                             "value": ["0"]}]}}])

@@ -8,19 +8,22 @@ and kill: the shared server on 4222 is never touched.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
 import pytest
 
+from airflow_argo_events.cli.local_airflow import AirflowInstance, fresh_postgres_database
 from airflow_argo_events.core.bus import EventBus, NatsSettings, StreamSettings
-from airflow_argo_events.core.bus.embedded import EmbeddedNats
-from airflow_argo_events.testing.airflow import AirflowInstance, fresh_postgres_database
+from airflow_argo_events.core.bus.embedded import EmbeddedNats, free_port
 from airflow_argo_events.testing.plugin import unique_name
 
 DAGS = Path(__file__).parent / "dags"
-WATCHERS = 5
-"""AssetWatchers in dags/: pair, burst, plain, api_down, stall."""
+WATCHERS = 6
+"""AssetWatchers in dags/: pair, burst, plain, api_down, stall, webhook."""
+WEBHOOK_TOKEN = "e2e-token-2b7f0c19-never-logged"
+"""The Airflow Variable ``e2e_webhook`` = ``{"token": ...}``: the webhook watcher's authSecret."""
 
 
 def pytest_collection_modifyitems(config, items):
@@ -52,6 +55,8 @@ def airflow(tmp_path_factory, nats_url, stream_name, private_nats_server):
     inst = AirflowInstance(tmp_path_factory.mktemp("airflow-home"), DAGS, nats_url, stream_name,
                            postgres=pg[0] if pg else None)
     inst.env["AIRFLOW_CONN_NATS_PRIVATE"] = f"{private_nats_server.url}?stream={stream_name}"
+    inst.env["E2E_WEBHOOK_PORT"] = str(free_port())
+    inst.variables["e2e_webhook"] = json.dumps({"token": WEBHOOK_TOKEN})  # in the metadata DB, not the env
     print(f"\nAirflow metadata DB: {'PostgreSQL' if pg else 'SQLite'}")
     t0 = time.monotonic()
     inst.start()

@@ -21,9 +21,25 @@ TRIGGERER_LOG: dict[str, str] = {}
 """The triggerer's log during the NATS faults, for the check that the trigger rode them out."""
 
 
-def _settle(airflow, dag_id: str, expected: int, timeout: float = 240) -> list:
-    """Wait for ``expected`` runs, then a little longer: a duplicate would show up now."""
-    airflow.wait_for(lambda: len(airflow.runs(dag_id)) >= expected, timeout=timeout, what=f"{expected} {dag_id} runs")
+def _settle(airflow, dag_id: str, expected: int, timeout: float = 240, sensor: str = "") -> list:
+    """Wait for ``expected`` runs, then a little longer: a duplicate would show up now.
+
+    On a timeout the message carries what CI needs to tell where it stuck (the run count and
+    the sensor's last lines in the triggerer's log): the Airflow home is gone with the machine.
+    """
+    try:
+        airflow.wait_for(lambda: len(airflow.runs(dag_id)) >= expected, timeout=timeout,
+                         what=f"{expected} {dag_id} runs")
+    except AssertionError as err:
+        runs = airflow.runs(dag_id)
+        log = (airflow.home / "triggerer.log").read_text(errors="replace").splitlines()
+        mine = [line[:400] for line in log if not sensor or f"sensor {sensor}" in line or "NATS" in line
+                or "Traceback" in line or "rror" in line]
+        states: dict[str, int] = {}
+        for run in runs:
+            states[run[1]] = states.get(run[1], 0) + 1
+        raise AssertionError(f"{err}\n{len(runs)} run(s) of {dag_id} ({states}); the triggerer's last lines:\n"
+                             + "\n".join(mine[-60:])) from None
     time.sleep(5)
     return airflow.runs(dag_id)
 
@@ -67,7 +83,7 @@ def test_sensor_trigger_survives_nats_stall_and_kill(airflow, private_nats_serve
         published += n
 
     send(5, 1)  # warm-up: the trigger is live
-    _settle(airflow, dag, published, timeout=120)
+    _settle(airflow, dag, published, timeout=120, sensor="stall")
 
     log = airflow.home / "triggerer.log"
     start = log.stat().st_size
@@ -84,7 +100,7 @@ def test_sensor_trigger_survives_nats_stall_and_kill(airflow, private_nats_serve
     private_nats_server.restart()  # same port, same store
     send(5, 4)
 
-    runs = _settle(airflow, dag, published)
+    runs = _settle(airflow, dag, published, sensor="stall")
     with open(log, "rb") as f:
         f.seek(start)
         TRIGGERER_LOG["stall"] = f.read().decode(errors="replace")

@@ -114,6 +114,9 @@ async def test_sensor_run_survives_a_stalled_or_killed_nats(fault, private_nats,
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
+# A message the old leader delivered but the sensor never got comes back after ack_wait, behind
+# newer ones; the order gate (core/runtime/order.py) sees the skip in the consumer's delivery
+# sequence and holds the newer ones until it is back, so Argo's latest-wins pairing holds.
 @pytest.mark.parametrize("placement", [
     pytest.param("apart"),
     pytest.param("with-state"),

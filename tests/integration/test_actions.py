@@ -288,7 +288,7 @@ async def test_argo_workflow_suspend_and_unsupported_retry(fake_k8s):
 
 
 async def test_unsupported_trigger_type_says_so():
-    eng, f = fire(one_dep_sensor({"awsLambda": {"functionName": "f", "region": "r", "payload": []}}))
+    eng, f = fire(one_dep_sensor({"openWhisk": {"actionName": "a", "host": "h", "payload": []}}))
     runner = ActionRunner(eng)
     out = await runner.run(f)
     await runner.close()

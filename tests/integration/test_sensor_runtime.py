@@ -12,6 +12,7 @@ from airflow_argo_events.core.events import new_event
 from airflow_argo_events.core.runtime.sensor_runtime import SensorRuntime
 from airflow_argo_events.core.spec.sensor import Sensor
 from airflow_argo_events.testing.plugin import unique_name
+from tests.support import running_sensor
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,15 +49,8 @@ async def until(cond, timeout=10.0):
 @contextlib.asynccontextmanager
 async def running(sensor, bus, execute, **kw):
     rt = SensorRuntime(sensor, bus, execute, **kw)
-    await rt.start()
-    stop = asyncio.Event()
-    task = asyncio.create_task(rt.run(stop))
-    try:
+    async with running_sensor(rt):
         yield rt
-    finally:
-        stop.set()
-        await task
-        await rt.close()
 
 
 def ev(subject, data=None, id=None):
@@ -177,3 +171,27 @@ async def test_two_replicas_share_state_without_double_firing(nats_settings: Nat
         # every pay completes a pair with the latest order saved before it
         assert 1 <= len(both) <= 30
         await bus.js.delete_key_value(r1.bucket)
+
+
+async def test_forget_sensor_state_removes_the_consumers_and_the_bucket(bus: EventBus):
+    """What EventSensor and Prefect's wait_for_events call once their wait is over: the sensor's
+    durable consumers and KV bucket go, other consumers stay, and a second call finds nothing to do."""
+    from nats.js.errors import NotFoundError
+
+    from airflow_argo_events.core.bus.consumer import durable_name
+    from airflow_argo_events.core.runtime.cleanup import forget_sensor_state
+
+    s = and_sensor(unique_name("forget"))
+    other = await bus.subscribe(durable_name(unique_name("other"), "shop", "order"), "shop", "order")
+    async with running(s, bus, Collector()) as rt:
+        await bus.publish(new_event(source="shop", subject="order", type="webhook", data={}))
+        await until(lambda: rt.stats["events"] == 1)
+    mine = {durable_name(rt.bucket, "shop", e) for e in ("order", "pay")}
+    assert mine <= {c.name for c in await bus.js.consumers_info(bus.stream.name)}
+    await forget_sensor_state(bus, s, rt.bucket)
+    left = {c.name for c in await bus.js.consumers_info(bus.stream.name)}
+    assert not mine & left and other.durable in left
+    with pytest.raises(NotFoundError):
+        await bus.js.stream_info(f"KV_{rt.bucket}")
+    await forget_sensor_state(bus, s, rt.bucket)  # nothing left: no error
+    await other.delete()

@@ -335,6 +335,43 @@ async def test_redis_pubsub_and_stream_sources(bus):
     assert by_subject["rs"]["stream"] == stream and by_subject["rs"]["values"] == {"field": "value"}
 
 
+async def test_redis_stream_source_stops_when_asked_mid_burst(bus):
+    """A backlog of 50 entries, and stop asked the moment the last one is published (the
+    source busy acking): the runtime ends. Before, the pump's cancellation was swallowed on
+    the way through redis-py and the source read on for ever: a stopped ``argo-events
+    eventsource run`` (or a cancelled trigger) never ended."""
+    import redis.asyncio as aioredis
+
+    stream = unique_name("st")
+    client = aioredis.Redis()
+    for i in range(50):
+        await client.xadd(stream, {"i": str(i)})
+    group = "argo-events-redisburst-rs"  # the source's default group, read from the start
+    await client.xgroup_create(stream, group, id="0")
+    es = manifest("redisburst", {"redisStream": {"rs": {"hostAddress": "127.0.0.1:6379", "streams": [stream],
+                                                        "maxMsgCountPerRead": 100}}})
+    stop = asyncio.Event()
+    seen = 0
+
+    async def on_event(_: object) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == 50:
+            stop.set()
+
+    try:
+        task = asyncio.create_task(EventSourceRuntime(es, bus, on_event=on_event).run(stop))
+        await asyncio.wait_for(stop.wait(), 30)
+        done, _ = await asyncio.wait({task}, timeout=20)
+        if not done:
+            task.cancel()
+        assert done, "the redisStream runtime did not stop within 20 s of being asked"
+        task.result()
+    finally:
+        await client.delete(stream)
+        await client.aclose()
+
+
 async def test_event_source_filter_expression(bus):
     port = free_port()
     es = manifest("flt", {"webhook": {"ex": {"port": str(port), "endpoint": "/ex", "method": "POST",
@@ -410,7 +447,7 @@ def test_cli_eventsource_run_publishes_and_stops_on_sigterm(nats_url, tmp_path):
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
         assert proc.returncode == 0
-        assert "published (#1)" in err and "stopped after 1 event(s)" in err
+        assert "published (#1)" in err and "stopped; published 1 event(s)" in err, err
     finally:
         proc.kill()
         tail.kill()

@@ -57,6 +57,19 @@ class Running:
         self.sub = await self.bus.subscribe(unique_name("d"), self.es.metadata.name, "*", deliver="new")
         self.task = asyncio.create_task(self.rt.run(self.stop))
         await asyncio.sleep(0.3)
+        # On a loaded machine 0.3 s was not always enough (CI: connection refused): wait until
+        # every webhook port listens.
+        ports = {int(w.port) for w in (getattr(self.es.spec, "webhook", None) or {}).values() if w.port}
+        deadline = time.monotonic() + 20
+        for port in ports:
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline and not self.task.done(), f"port {port} never listened"
+                    await asyncio.sleep(0.1)
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -14,8 +14,7 @@ from airflow_argo_events.core.bus.consumer import durable_name
 from airflow_argo_events.core.events import new_event, new_event_id
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("publish", help="publish one CloudEvent and print its id")
+def configure_publish(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", required=True, help="EventSource name (CloudEvent source)")
     p.add_argument("--event", required=True, help="event name (CloudEvent subject)")
     p.add_argument("--type", default="webhook", help="source type (CloudEvent type), default webhook")
@@ -24,7 +23,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _common(p)
     p.set_defaults(func=run_publish)
 
-    t = sub.add_parser("tail", help="print arriving events as JSON lines")
+
+def configure_tail(t: argparse.ArgumentParser) -> None:
     t.add_argument("--source", default="*", help="EventSource name, default any")
     t.add_argument("--event", default="*", help="event name, default any")
     t.add_argument("--count", type=int, default=0, help="exit after N events (0: run until Ctrl-C)")

@@ -32,11 +32,10 @@ from airflow_argo_events.core.spec.loader import load_one
 BOLD, DIM, GREEN, RED, CYAN, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[36m", "\033[0m"
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("demo", help="watch EventSources, a Sensor and an action work, live "
-                                    "(about 15 s; with --airflow about 2 minutes)")
+def configure(p: argparse.ArgumentParser) -> None:
+    """``demo`` (its name and one-line help are in cli/main.py)."""
     p.add_argument("--nats", help="use this NATS instead of starting an embedded one")
-    p.add_argument("--examples", default=None, help="folder with the demo manifests (default: examples/demo)")
+    p.add_argument("--examples", default=None, help="demo manifests folder (default: the shipped ones, examples/demo)")
     p.add_argument("--fast", action="store_true", help="no pauses between steps (for tests)")
     p.add_argument("--no-color", action="store_true")
     p.add_argument("--airflow", action="store_true",
@@ -45,12 +44,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def find_examples(given: str | None) -> Path:
-    if given:
-        return Path(given)
-    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        if (base / "examples" / "demo" / "sensor.yaml").exists():
-            return base / "examples" / "demo"
-    raise SystemExit("demo manifests not found: run from the repository or pass --examples")
+    """``--examples``, else the manifests shipped in the package (examples/demo in the repository)."""
+    return Path(given) if given else Path(__file__).with_name("demo_manifests")
 
 
 class Narrator:
@@ -207,7 +202,7 @@ async def demo(args: argparse.Namespace, n: Narrator, workdir: Path) -> dict[str
 
 async def demo_airflow(args: argparse.Namespace, n: Narrator, workdir: Path) -> int:
     """The same scenario, with the Sensor in a real local Airflow: one DAG run per firing."""
-    from airflow_argo_events.testing.airflow import AirflowInstance, fresh_postgres_database
+    from airflow_argo_events.cli.local_airflow import AirflowInstance, fresh_postgres_database
 
     files_es, shop_es, sensor, drop, port = prepare(args, workdir, free_port())
     sensor_doc = sensor.dump()
@@ -259,7 +254,7 @@ async def demo_airflow(args: argparse.Namespace, n: Narrator, workdir: Path) -> 
 
 async def start_airflow(n: Narrator, inst: Any, db: str) -> None:
     """Start Airflow one phase at a time, with a line per phase (the whole takes a minute or more)."""
-    from airflow_argo_events.testing.airflow import COMPONENTS
+    from airflow_argo_events.cli.local_airflow import COMPONENTS
 
     n.line(f"Airflow: migrating the metadata database ({db}) in {inst.home} ...")
     out = await asyncio.to_thread(inst.cli, "db", "migrate")

@@ -6,7 +6,14 @@ import argparse
 import asyncio
 import logging
 
-from airflow_argo_events.cli.common import EXIT_INVALID, live_logging, load_or_report, run_until_signal
+from airflow_argo_events.cli.common import (
+    EXIT_INVALID,
+    add_metrics_option,
+    live_logging,
+    load_or_report,
+    run_until_signal,
+    start_metrics,
+)
 from airflow_argo_events.cli.nats_target import nats_target
 from airflow_argo_events.core.bus import EventBus, StreamSettings
 from airflow_argo_events.core.runtime.eventsource_runtime import EventSourceRuntime
@@ -14,14 +21,13 @@ from airflow_argo_events.core.runtime.eventsource_runtime import EventSourceRunt
 log = logging.getLogger("airflow_argo_events.eventsource")
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    es = sub.add_parser("eventsource", help="run an Argo EventSource manifest")
-    esub = es.add_subparsers(dest="eventsource_command", metavar="ACTION", required=True)
-    p = esub.add_parser("run", help="run every event of the EventSource and publish to the bus")
+def configure(p: argparse.ArgumentParser) -> None:
+    """``eventsource run`` (its name and one-line help are in cli/main.py)."""
     p.add_argument("-f", "--file", required=True, metavar="ES.yaml")
     p.add_argument("--nats", help="NATS URL (default $ARGO_EVENTS_NATS_URL, else local/embedded)")
     p.add_argument("--stream", default="default", help="JetStream stream / subject prefix, default 'default'")
     p.add_argument("--event", action="append", help="run only this event (repeatable)")
+    add_metrics_option(p)
     p.set_defaults(func=run)
 
 
@@ -32,12 +38,14 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
 
     async def main(stop: asyncio.Event) -> None:
+        metrics = start_metrics(args.metrics_port, es)
         with nats_target(args.nats) as settings:
             async with EventBus(settings, StreamSettings(name=args.stream)) as bus:
-                rt = EventSourceRuntime(es, bus, only=args.event)
+                rt = EventSourceRuntime(es, bus, only=args.event, metrics=metrics)
                 log.info("eventsource %s: running %s on %s", es.metadata.name,
                          ", ".join(s.label for s in rt.sources), settings.describe())
                 await rt.run(stop)
-                log.info("eventsource %s: stopped after %d event(s)", es.metadata.name, rt.count)
+                log.info("eventsource %s: stopped; published %d event(s), %d already on the bus, %d filtered out, "
+                         "%d failed", es.metadata.name, rt.count, rt.duplicates, rt.filtered, rt.failed)
 
     return run_until_signal(main)

@@ -25,11 +25,11 @@ def nats_target(url: str | None, quiet: bool = False) -> Iterator[NatsSettings]:
     events published by one command are still in the stream for the next.
     """
     if url:
-        yield NatsSettings.from_url(url).with_label("--nats " + NatsSettings.from_url(url).describe())
+        yield NatsSettings.from_url(url)  # named by its URL, credentials removed (from_url's label)
         return
     env = os.environ.get(ENV_URL)
     if env:
-        yield NatsSettings.from_url(env).with_label(f"${ENV_URL}")
+        yield NatsSettings.from_url(env)
         return
     if usable_local_jetstream():
         yield NatsSettings.from_url("nats://127.0.0.1:4222").with_label("local NATS 127.0.0.1:4222")

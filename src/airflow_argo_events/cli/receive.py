@@ -23,13 +23,11 @@ from airflow_argo_events.core.redact import redact_headers
 SHOWN = ("Idempotency-Key",)
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "receive", help="a local HTTP receiver for http actions; prints each request as one JSON line",
-        description='Answers every request with 200 {"ok": true} and prints {"method", "path", "query", '
-                    '"idempotency_key", "body"} per request on stdout (the body parsed when it is JSON). '
-                    "Runs until Ctrl-C/SIGTERM, or until --count requests arrived.",
-    )
+def configure(p: argparse.ArgumentParser) -> None:
+    """``receive`` (its name and one-line help are in cli/main.py)."""
+    p.description = ('Answers every request with 200 {"ok": true} and prints {"method", "path", "query", '
+                     '"idempotency_key", "body"} per request on stdout (the body parsed when it is JSON). '
+                     "Runs until Ctrl-C/SIGTERM, or until --count requests arrived.")
     p.add_argument("--port", type=int, required=True, help="TCP port to listen on")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on, default 127.0.0.1")
     p.add_argument("--count", type=int, default=0, help="exit with status 0 after N requests (0: until a signal)")

@@ -13,26 +13,15 @@ from airflow_argo_events.core.exceptions import EventDecodeError
 from airflow_argo_events.core.sensor.engine import Engine
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sensor = sub.add_parser("sensor", help="test or run an Argo Sensor manifest")
-    ssub = sensor.add_subparsers(dest="sensor_command", metavar="ACTION", required=True)
-    t = ssub.add_parser(
-        "test", help="replay recorded events through a Sensor; print one JSON line per firing",
-        description="Offline and deterministic: the clock is each event's time. Prints "
-                    '{"trigger", "events", "resolved"} per firing. --explain tells on stderr why each '
-                    "event did or did not fire.",
-    )
+def configure_test(t: argparse.ArgumentParser) -> None:
+    t.description = ("Offline and deterministic: the clock is each event's time. Prints "
+                     '{"trigger", "events", "resolved"} per firing. --explain tells on stderr why each '
+                     "event did or did not fire.")
     t.add_argument("sensor", metavar="SENSOR.yaml")
     t.add_argument("--events", required=True, metavar="EVENTS.jsonl",
                    help="one structured-mode CloudEvent JSON per line ('-' for stdin)")
     t.add_argument("--explain", action="store_true", help="explain each event's path through the sensor on stderr")
     t.set_defaults(func=run_test)
-    try:
-        from airflow_argo_events.cli import sensor_run
-
-        sensor_run.register(ssub)
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def run_test(args: argparse.Namespace) -> int:
@@ -72,8 +61,24 @@ def run_test(args: argparse.Namespace) -> int:
     if args.explain:
         print("end of events:", file=sys.stderr)
         for t in engine.triggers:
+            if engine.correlated(t.name):
+                _explain_pending(engine, t.name)
+                continue
             saved = sorted(engine.saved(t.name))
             state = f"saved {saved}; {engine.waiting_for(t.name)}" if t.condition.requires_and else \
                 "fires on each matching event (no &&)"
             print(f"  {t.name}: {state}", file=sys.stderr)
     return 1 if bad else 0
+
+
+EXPLAIN_KEYS = 20
+
+
+def _explain_pending(engine: Engine, trigger: str) -> None:
+    """A correlated trigger's pending keys (the first EXPLAIN_KEYS), each with what it waits for."""
+    matches = engine.matches(trigger)
+    print(f"  {trigger}: {len(matches)} pending key(s)" + (":" if matches else ""), file=sys.stderr)
+    for key, events in list(matches.items())[:EXPLAIN_KEYS]:
+        print(f"    {key}: saved {sorted(events)}; {engine.waiting_for(trigger, key)}", file=sys.stderr)
+    if len(matches) > EXPLAIN_KEYS:
+        print(f"    ... and {len(matches) - EXPLAIN_KEYS} more", file=sys.stderr)

@@ -49,17 +49,14 @@ class StateInfo:
     definition: str | None = None
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    state = sub.add_parser("state", help="list or delete sensor state (KV buckets and durable consumers)",
-                           description="Sensor state is named from the sensor's whole definition: a changed "
-                                       "definition starts new state and leaves the old one here until deleted.")
-    ssub = state.add_subparsers(dest="state_command", metavar="ACTION", required=True)
-    ls = ssub.add_parser("list", help="a table of sensor state: name, sensor, stream, keys, bytes, pending, started")
+def configure_list(ls: argparse.ArgumentParser) -> None:
     ls.add_argument("--json", action="store_true", help="one JSON array instead of the table")
     ls.add_argument("--all", action="store_true", help="also KV buckets that are not sensor state")
     _nats(ls)
     ls.set_defaults(func=run_list)
-    rm = ssub.add_parser("delete", help="delete one sensor's state: its KV bucket and durable consumers")
+
+
+def configure_delete(rm: argparse.ArgumentParser) -> None:
     rm.add_argument("name", metavar="NAME", help="a state name from 'argo-events state list'")
     rm.add_argument("--yes", action="store_true", help="do not ask (required when stdin is not a terminal)")
     _nats(rm)
@@ -139,7 +136,10 @@ async def list_states(js: JetStreamContext, everything: bool = False) -> list[St
     for si in await js.streams_info():
         if not si.config.name.startswith(KV_STREAM):
             continue
-        info = await _info(js, si)
+        try:
+            info = await _info(js, si)
+        except NotFoundError:  # deleted since it was listed (BucketNotFoundError is one)
+            continue
         if info is None and everything:
             b = si.config.name[len(KV_STREAM):]
             info = StateInfo(b, None, None, si.state.messages, si.state.bytes, None, None, True)
@@ -158,7 +158,11 @@ async def owned_consumers(js: JetStreamContext, name: str, meta: dict[str, Any] 
         stream = si.config.name
         if stream.startswith(KV_STREAM) or not si.state.consumer_count:
             continue
-        for ci in await js.consumers_info(stream):
+        try:
+            consumers = await js.consumers_info(stream)
+        except NotFoundError:  # deleted since it was listed (other users of the server)
+            continue
+        for ci in consumers:
             subject = ci.config.filter_subject or ""
             prefix = f"{stream}."
             if not subject.startswith(prefix) or "." not in subject[len(prefix):]:

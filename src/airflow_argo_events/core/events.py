@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -185,20 +186,78 @@ def decode(payload: bytes, headers: Mapping[str, str] | None = None) -> Event:
     try:
         if headers and _has_binary_headers(headers):
             return _decode_binary(payload, headers)
-        return from_cloudevent(_read_structured(payload))
+        return _decode_structured(payload)
     except EventDecodeError:
         raise
     except (BaseCloudEventException, ValueError, KeyError, TypeError, AttributeError, OverflowError) as err:
-        head = payload[:80].decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)[:80]
-        raise EventDecodeError(f"not a CloudEvent ({type(err).__name__}: {err}): {head!r}") from err
+        raise _not_a_cloudevent(payload, err) from err
 
 
-def _read_structured(payload: bytes) -> Any:
-    # The SDK's JSONFormat.read, with our strict reader in place of json.loads: bounded
-    # depth and no NaN, so a hostile message fails here, once, and not in a later stage.
+def _not_a_cloudevent(payload: bytes, err: Exception) -> EventDecodeError:
+    head = payload[:80].decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)[:80]
+    return EventDecodeError(f"not a CloudEvent ({type(err).__name__}: {err}): {head!r}")
+
+
+_PLAIN_KEYS = frozenset(("specversion", "id", "source", "type", "subject", "datacontenttype", "time", "data"))
+
+
+def _decode_structured(payload: bytes) -> Event:
+    # Our strict reader in place of json.loads: bounded depth and no NaN, so a hostile
+    # message fails here, once, and not in a later stage.
     attrs = loads_strict(payload)
     if not isinstance(attrs, dict):
         raise EventDecodeError(f"not a CloudEvent (a JSON {type(attrs).__name__}, not an object)")
+    return _plain_event(attrs) or from_cloudevent(_read_structured(attrs))
+
+
+def _plain_event(attrs: dict[str, Any]) -> Event | None:
+    """The fast path for what Argo's EventSources publish (CloudEvents 1.0, JSON data, no
+    extensions): the Event the SDK path would build, without building the SDK's object
+    on the way (about 4x cheaper). None for anything else (extensions, base64 data,
+    another specversion, an attribute the SDK would refuse): the SDK path decides, and
+    words the error. tests/unit/test_events_fast_path.py checks both paths agree."""
+    if not _PLAIN_KEYS.issuperset(attrs):
+        return None
+    get = attrs.get
+    ev_id, source, kind = get("id"), get("source"), get("type")
+    subject, ctype, spec = get("subject", _MISSING), get("datacontenttype", _MISSING), get("specversion", "1.0")
+    if not (type(ev_id) is str and ev_id and type(source) is str and source and type(kind) is str and kind
+            and spec == "1.0" and type(spec) is str):
+        return None
+    if subject is not _MISSING and not (type(subject) is str and subject):
+        return None
+    if ctype is not _MISSING and not (type(ctype) is str and ctype):
+        return None
+    when = get("time")
+    if "time" in attrs:
+        if type(when) is not str:
+            return None
+        t = _parse_time(when)
+    else:
+        t = datetime.now(timezone.utc)
+    return Event(ev_id, source, subject if subject is not _MISSING else "", kind, t, get("data"),
+                 ctype if ctype is not _MISSING else JSON_CONTENT_TYPE)
+
+
+_MISSING: Any = object()
+
+
+def _decode_with_sdk(payload: bytes) -> Event:
+    """The SDK path alone (what :func:`decode` does for structured mode without the fast
+    path): the reference the fast path is checked against."""
+    try:
+        attrs = loads_strict(payload)
+        if not isinstance(attrs, dict):
+            raise EventDecodeError(f"not a CloudEvent (a JSON {type(attrs).__name__}, not an object)")
+        return from_cloudevent(_read_structured(attrs))
+    except EventDecodeError:
+        raise
+    except (BaseCloudEventException, ValueError, KeyError, TypeError, AttributeError, OverflowError) as err:
+        raise _not_a_cloudevent(payload, err) from err
+
+
+def _read_structured(attrs: dict[str, Any]) -> Any:
+    # The SDK's JSONFormat.read on an already parsed object.
     if "time" in attrs:
         attrs["time"] = _parse_time(str(attrs["time"]))
     data = attrs.pop("data", None)
@@ -209,7 +268,7 @@ def _read_structured(payload: bytes) -> Any:
 
 
 def _has_binary_headers(headers: Mapping[str, str]) -> bool:
-    return any(k.lower() == "ce-id" for k in headers)
+    return "ce-id" in headers or any(len(k) == 5 and k.lower() == "ce-id" for k in headers)
 
 
 def _decode_binary(payload: bytes, headers: Mapping[str, str]) -> Event:
@@ -231,9 +290,15 @@ def _decode_binary(payload: bytes, headers: Mapping[str, str]) -> Event:
     return from_cloudevent(CloudEvent(attrs, payload or None))
 
 
+_FRACTION = re.compile(r"(T\d\d:\d\d:\d\d)\.(\d+)")
+
+
 def _parse_time(value: str) -> datetime:
+    # RFC 3339 as Go writes it (nanoseconds, "Z"); Python 3.10's fromisoformat takes only 3 or 6
+    # fraction digits and no "Z", so normalise to microseconds first (3.11+ would not need it).
+    text = _FRACTION.sub(lambda m: f"{m.group(1)}.{(m.group(2) + '000000')[:6]}", value.replace("Z", "+00:00"), 1)
     try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        t = datetime.fromisoformat(text)
         t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
         t.astimezone(timezone.utc)  # 9999-12-31T23:59-14:00 is past what UTC can hold
     except (ValueError, OverflowError) as err:

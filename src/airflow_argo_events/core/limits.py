@@ -58,7 +58,10 @@ def loads_strict(data: bytes | bytearray | memoryview | str, *, max_depth: int =
         value = orjson.loads(data)
     except orjson.JSONDecodeError as err:
         value = _fallback(data, err)
-    if depth_exceeds(value, max_depth):
+    # Every level opens with "[" or "{": a text with no more of them than the limit cannot
+    # nest deeper (brackets inside strings only count extra), so most messages skip the walk.
+    text = data.encode() if isinstance(data, str) else bytes(data) if not isinstance(data, bytes) else data
+    if text.count(b"[") + text.count(b"{") > max_depth and depth_exceeds(value, max_depth):
         raise InputLimitError(f"JSON nested deeper than {max_depth} levels")
     return value
 

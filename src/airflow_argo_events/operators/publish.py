@@ -6,10 +6,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator
-
 from airflow_argo_events.core.events import new_event
 from airflow_argo_events.triggers._common import short_hash
+from airflow_argo_events.version_compat import BaseOperator
 
 
 class PublishEventOperator(BaseOperator):
@@ -20,16 +19,18 @@ class PublishEventOperator(BaseOperator):
 
     :param event_source: the EventSource name (CloudEvent source).
     :param event: the event name (CloudEvent subject).
-    :param data: the JSON payload (templated).
+    :param data: the JSON payload.
     :param type: the CloudEvent type, default ``airflow``.
     :param nats_conn_id: the ``nats`` connection.
+
+    ``data``, ``event_source``, ``event``, ``type`` and ``nats_conn_id`` are templated.
 
     .. code-block:: python
 
         PublishEventOperator(task_id="emit", event_source="shop", event="order", data={"id": 1})
     """
 
-    template_fields: Sequence[str] = ("data", "event_source", "event")
+    template_fields: Sequence[str] = ("data", "event_source", "event", "type", "nats_conn_id")
     ui_color = "#a3d3f7"
 
     def __init__(self, *, event_source: str, event: str, data: Any = None, type: str = "airflow",

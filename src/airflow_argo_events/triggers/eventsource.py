@@ -14,7 +14,9 @@ from airflow_argo_events.core.runtime.eventsource_runtime import EventSourceRunt
 from airflow_argo_events.core.spec.eventsource import EventSource
 from airflow_argo_events.core.spec.loader import parse_manifest
 from airflow_argo_events.hooks.nats import NatsHook
+from airflow_argo_events.hooks.secrets import airflow_secrets
 from airflow_argo_events.triggers._common import manifest_dict
+from airflow_argo_events.triggers._metrics import AirflowStatsMetrics
 
 
 class EventSourceTrigger(BaseEventTrigger):
@@ -27,6 +29,10 @@ class EventSourceTrigger(BaseEventTrigger):
     :param eventsource: an Argo EventSource manifest: a path, a dict or a model.
     :param event_name: which event of the manifest to run.
     :param nats_conn_id: publish every event to this bus too (``None``: do not publish).
+
+    Secret references in the manifest (``authSecret``, ``webhookSecret``, ``accessKey``, ...)
+    resolve from the environment, the secrets folder, then Airflow Variables and Connections
+    (see :mod:`airflow_argo_events.hooks.secrets`).
 
     .. code-block:: python
 
@@ -54,6 +60,8 @@ class EventSourceTrigger(BaseEventTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         es = parse_manifest(self.eventsource, None, "EventSource")
+        # Secret references resolve through Airflow Variables and Connections too (hooks/secrets.py).
+        secrets = await airflow_secrets(es.event(self.event_name).spec)
         queue: asyncio.Queue[Event] = asyncio.Queue()
 
         async def emitted(event: Event) -> None:
@@ -62,11 +70,12 @@ class EventSourceTrigger(BaseEventTrigger):
         stop = asyncio.Event()
         if self.nats_conn_id:
             async with NatsHook(self.nats_conn_id).get_async_conn() as bus:
-                rt = EventSourceRuntime(es, bus, only=[self.event_name], on_event=emitted)
+                rt = EventSourceRuntime(es, bus, only=[self.event_name], on_event=emitted, secrets=secrets,
+                                        metrics=AirflowStatsMetrics(es.metadata.namespace or "default"))
                 async for ev in self._drive(rt, queue, stop):
                     yield ev
         else:
-            rt = EventSourceRuntime(es, None, only=[self.event_name], on_event=emitted)
+            rt = EventSourceRuntime(es, None, only=[self.event_name], on_event=emitted, secrets=secrets)
             async for ev in self._drive(rt, queue, stop):
                 yield ev
 

@@ -69,12 +69,17 @@ with DAG(dag_id="plain_consumer", schedule=[plain], start_date=START, catchup=Fa
 
     events()
 
-# 4. A deferrable EventSensor inside a DAG: one waits and succeeds, one times out cleanly.
+# 4. EventSensors inside a DAG: a deferred one waits and succeeds, a rescheduled (poking) one sees the
+# same event, one times out cleanly.
+GO = [{"name": "go", "eventSourceName": "e2e", "eventName": "go",
+       "filters": {"data": [{"path": "ok", "type": "bool", "value": ["true"]}]}}]
 with DAG(dag_id="waiter", schedule=None, start_date=START, catchup=False):
-    wait = EventSensor(task_id="wait", timeout=120, conditions="go",
-                       dependencies=[{"name": "go", "eventSourceName": "e2e", "eventName": "go",
-                                      "filters": {"data": [{"path": "ok", "type": "bool", "value": ["true"]}]}}])
-    never = EventSensor(task_id="never", timeout=5, soft_fail=True,
+    # poke_interval well above a worker's exit time: with a shorter one, Airflow's scheduler may get the
+    # previous poke's late "success" while the next poke runs and mark the task failed (seen at 2 s under load).
+    rescheduled = EventSensor(task_id="rescheduled", timeout=300, dependencies=GO, deferrable=False,
+                              mode="reschedule", poke_interval=15)
+    wait = EventSensor(task_id="wait", timeout=120, conditions="go", deferrable=True, dependencies=GO)
+    never = EventSensor(task_id="never", timeout=5, soft_fail=True, deferrable=True,
                         dependencies=[{"name": "n", "eventSourceName": "e2e", "eventName": "never"}])
 
     @task

@@ -82,7 +82,7 @@ def test_event_sensor_validates_at_parse_time():
     with pytest.raises(SpecError, match="eventName"):
         EventSensor(task_id="w", dependencies=[{"name": "a", "eventSourceName": "s"}])
     s = EventSensor(task_id="w", dependencies=[DEP], conditions="order", timeout=60)
-    assert s.deferrable and s.sensor_doc["spec"]["dependencies"][0]["eventSourceName"] == "shop"
+    assert s.sensor_doc["spec"]["dependencies"][0]["eventSourceName"] == "shop"
 
 
 def test_message_queue_trigger_with_nats_scheme(monkeypatch):

@@ -8,7 +8,10 @@ DAGS = Path(__file__).resolve().parents[3] / "dags"
 
 
 def test_dags_folder_has_no_import_errors():
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.0
+        from airflow.models.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}

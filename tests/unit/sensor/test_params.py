@@ -119,3 +119,40 @@ def test_argo_workflow_body_into_args_with_trigger_level_parameters():
     (f,) = Engine(s).process(ev("hdfs", "example", data={"name": "x.txt", "body": "file body"}))
     assert f.resolved["spec"]["templates"][0]["container"]["args"] == ["echo", "file body"]
     assert f.resolved["metadata"]["generateName"] == "hdfs-x.txt"
+
+
+# ---------------------------------------------------------------- sjson destinations (issue 12)
+
+from airflow_argo_events.core.sensor.params import ParameterError, set_path  # noqa: E402
+
+
+@pytest.mark.parametrize("doc, path, expected", [
+    ({"a": "x"}, "a.0", {"a": ["v"]}),                      # a scalar in the way of an index becomes []
+    ({"a": 1}, "a.2", {"a": [None, None, "v"]}),
+    ({"a": None}, "a.-1", {"a": {"-1": "v"}}),              # -1 is not numeric: {} for a scalar
+    ({"a": [1]}, "a.-1", {"a": [1, "v"]}),                  # -1 appends to an array
+    ({}, "a.-1.b", {"a": [{"b": "v"}]}),
+    ({}, "a.2", {"a": [None, None, "v"]}),
+    ({"a": [1, 2]}, "a.:0", {"a": ["v", 2]}),              # gjson finds element 0 even for a forced key
+    ({"a": {"0": 1}}, "a.:0", {"a": {"0": "v"}}),
+    ({}, "a.:0", {"a": {"0": "v"}}),
+    ({"a": {}}, "a.0", {"a": {"0": "v"}}),                  # an object takes the key "0"
+    (None, "a", {"a": "v"}),
+    ("text", "0", ["v"]),
+    ({"x.y": 1}, "x\\.y", {"x.y": "v"}),
+])
+def test_set_path_follows_sjson(doc, path, expected):
+    assert set_path(doc, path, "v") == expected
+
+
+@pytest.mark.parametrize("doc, path", [([], "count"), ({"a": [1, 2]}, "a.x\\.y"), ({"a": []}, "a.:0"), ({}, "")])
+def test_set_path_errors_like_sjson(doc, path):
+    with pytest.raises(ParameterError):
+        set_path(doc, path, "v")
+
+
+def test_an_sjson_error_fails_the_firing_in_strict_mode():
+    params = compile_parameters([param(dest="list.name", value="x")])
+    with pytest.raises(ParameterError, match="non-numeric key 'name'"):
+        apply_params({"list": []}, params, {"d": EVENT}, strict=True)
+    assert apply_params({"list": []}, params, {"d": EVENT}) == {"list": []}  # logged and skipped

@@ -73,8 +73,9 @@ def test_go_templates(template, expected):
     assert GoTemplate(template).render({"Input": DATA}) == expected
 
 
-@pytest.mark.parametrize("template", ["{{ nosuch .Input }}", "{{ if .Input }}", "{{ end }}", "{{ .Input | }}",
-                                      "{{ (upper .Input }}"])
+@pytest.mark.parametrize("template", ["{{ nosuch .Input }}", "{{ if .Input }}", "{{ end }}", "{{ | .Input }}",
+                                      "{{ (upper .Input }}", "{{ $x }}", "{{ $y = 1 }}",
+                                      "{{ if true }}{{ $z := 1 }}{{ end }}{{ $z }}"])
 def test_template_parse_errors(template):
     with pytest.raises(TemplateError):
         GoTemplate(template)
@@ -89,3 +90,23 @@ def test_template_runtime_error_on_field_of_string():
                                          (None, "<no value>"), ({"b": 1, "a": 2}, "map[a:2 b:1]")])
 def test_go_format(value, text):
     assert go_format(value) == text
+
+
+# ---------------------------------------------------------------- gjson modifiers as Go's gjson 1.19 (issue 12)
+
+@pytest.mark.parametrize("path, expected", [
+    ("n|@fromstr", 1.5),                      # not a string: the value as it is
+    ("s|@fromstr", {"a": [1]}),               # a string: its content read as JSON
+    ("bad|@fromstr", MISSING),
+    ("none|@fromstr", MISSING),
+    ("obj.@keys", ["b", "a"]),
+    ("arr.@keys", [None, None]),              # one null per element
+    ("n.@keys", [None]),                      # one null for any other value
+    ("obj|@tostr", '{"b":1,"a":{"c":"x"}}'),  # compact JSON text, as a string
+    ("obj.#", MISSING),                       # "#" on an object is a key, and there is none
+    ("obj.#.c", MISSING),
+    ("arr.#", 2),
+])
+def test_gjson_modifiers_as_go(path, expected):
+    data = {"n": 1.5, "s": '{"a":[1]}', "bad": "{", "none": None, "obj": {"b": 1, "a": {"c": "x"}}, "arr": [1, 2]}
+    assert compile_path(path)(data) == expected

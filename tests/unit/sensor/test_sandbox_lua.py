@@ -87,7 +87,8 @@ def test_one_dependency_cannot_change_the_library_of_another():
 @pytest.mark.parametrize("src, message", [
     ("local t = {} for i = 1, 1000 do t = {t} end return t", "nested deeper"),
     ("local t = {} t.x = t return t", "nested deeper"),
-    ("return string.char(255)", "not UTF-8"),
+    ("return {x = 1/0}", r"json: unsupported value: \+Inf"),
+    ("return {x = function() end}", "unsupported type: function"),
 ])
 def test_results_that_cannot_be_json_are_errors(box, src, message):
     with pytest.raises(LuaError, match=message):
@@ -113,23 +114,24 @@ def _pattern(rng):
 
 
 def test_re2_translation_agrees_with_lua_on_random_patterns():
-    from lupa import lua54
+    from lupa import lua51
 
-    rt = lua54.LuaRuntime(unpack_returned_tuples=True)
+    rt = lua51.LuaRuntime(unpack_returned_tuples=True)
     native = rt.eval("""function(op, s, p, init)
-      if op == "gsub" then return table.pack(string.gsub(s, p, "<%0>")) end
+      local function pack(...) return {n = select("#", ...), ...} end
+      if op == "gsub" then return pack(string.gsub(s, p, "<%0>")) end
       if op == "gmatch" then
         local out = {}
-        for a, b in string.gmatch(s, p, init) do out[#out + 1] = tostring(a) .. "|" .. tostring(b) end
-        return table.pack(table.concat(out, ";"))
+        for a, b in string.gmatch(s, p) do out[#out + 1] = tostring(a) .. "|" .. tostring(b) end
+        return pack(table.concat(out, ";"))
       end
-      return table.pack(string[op](s, p, init))
+      return pack(string[op](s, p, init))
     end""")
     rng = random.Random(11)
     for _ in range(3000):
         p, op = _pattern(rng), rng.choice(["find", "match", "gsub", "gmatch"])
         s = "".join(rng.choice("ab 1_.x-]^$%") for _ in range(rng.randint(0, 12)))
-        init = rng.choice([None, 1, 2, -3, 0, 20])
+        init = None if op == "gmatch" else rng.choice([None, 1, 2, -3, 0, 20])  # 5.1's gmatch has no init
         r = native(op, s, p, init)
         want = [r[i] for i in range(1, r["n"] + 1)]
         src, pat = s.encode(), p.encode()

@@ -26,6 +26,8 @@ class ActionResult:
     detail: str = ""
     status: int | None = None
     retryable: bool = True
+    ref: str = ""
+    """What the attempt created or found, by name (a DAG run id), for ``sensor status``."""
 
 
 @dataclass
@@ -35,9 +37,11 @@ class ActionContext:
     secrets: Secrets = field(default_factory=Secrets)
     k8s_factory: Callable[[Any], Any] | None = None
     """Builds a ``K8sApi`` for a trigger (the Airflow layer provides one over KubernetesHook)."""
-    airflow_conn: Callable[[str], Awaitable[tuple[str, str | None, str | None]]] | None = None
-    """Resolves an Airflow connection id to (base URL, user, password)."""
+    airflow_conn: Callable[[str], Awaitable[tuple[str, str | None, str | None, str | None]]] | None = None
+    """Resolves an Airflow connection id to (base URL, user, password, token or None)."""
     slack_api_url: str = "https://slack.com/api"
+    prefect_api: Any = None
+    """A ``PrefectApiSettings`` for the prefect actions; None: Prefect's environment and profile."""
     _session: aiohttp.ClientSession | None = None
 
     async def http(self) -> aiohttp.ClientSession:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_argo_events.core.actions.base import Action, ActionContext, ActionResult
@@ -76,6 +77,90 @@ class _ConfigGuard:
         return guarded
 
 
+PLURALS = {"Endpoints": "endpoints", "Ingress": "ingresses", "NetworkPolicy": "networkpolicies",
+           "PodSecurityPolicy": "podsecuritypolicies", "StorageClass": "storageclasses"}
+
+
+def plural(kind: str) -> str:
+    """The REST resource name of a kind, as KubernetesCreateResourceOperator derives it (lower-case + "s")."""
+    return PLURALS.get(kind) or (kind.lower() + ("es" if kind.endswith("s") else "s"))
+
+
+def collection_path(api_version: str, kind: str, namespace: str) -> str:
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    return f"{base}/namespaces/{namespace}/{plural(kind)}"
+
+
+class ApiClientK8sApi:
+    """K8sApi over a ``kubernetes.client.ApiClient`` (any object kind: the REST path comes from
+    ``apiVersion`` and ``kind``); calls run on a worker thread (the client is synchronous).
+
+    :param get_client: returns the ApiClient; called on first use, on a worker thread, so
+        neither the client's import nor its configuration slows a sensor's start.
+
+    .. code-block:: python
+
+        api = ApiClientK8sApi(lambda: kubernetes.config.new_client_from_config("~/.kube/config"))
+        await api.create(workflow, "argo")
+    """
+
+    def __init__(self, get_client: Callable[[], Any]) -> None:
+        self._get_client = get_client
+        self._client: Any = None
+
+    async def _call(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
+        def call() -> Any:
+            from kubernetes.client.exceptions import ApiException
+
+            if self._client is None:
+                self._client = self._get_client()
+            try:
+                return self._client.call_api(
+                    path, method, body=body, response_types_map={200: "object", 201: "object"},
+                    auth_settings=["BearerToken"],
+                    header_params={"Content-Type": content_type, "Accept": "application/json"},
+                    _return_http_data_only=True, _preload_content=True,
+                )
+            except ApiException as err:
+                raise K8sApiError(err.status or 0, (err.body or err.reason or "")[:500]) from None
+
+        return await asyncio.to_thread(call)
+
+    async def create(self, obj: dict[str, Any], namespace: str) -> dict[str, Any]:
+        return await self._call("POST", collection_path(obj["apiVersion"], obj["kind"], namespace), obj)
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any]:
+        return await self._call("GET", f"{collection_path(api_version, kind, namespace)}/{name}")
+
+    async def replace(self, obj: dict[str, Any], namespace: str) -> dict[str, Any]:
+        path = f"{collection_path(obj['apiVersion'], obj['kind'], namespace)}/{obj['metadata']['name']}"
+        return await self._call("PUT", path, obj)
+
+    async def patch(self, api_version: str, kind: str, name: str, namespace: str, patch: Any,
+                    content_type: str) -> dict[str, Any]:
+        return await self._call("PATCH", f"{collection_path(api_version, kind, namespace)}/{name}", patch, content_type)
+
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str) -> None:
+        await self._call("DELETE", f"{collection_path(api_version, kind, namespace)}/{name}")
+
+
+def kubeconfig_api_factory(config_file: str | None = None) -> Callable[[Any], ApiClientK8sApi]:
+    """A factory for ActionContext over the plain kubernetes client, without Airflow (the
+    standalone CLI): ``config_file``, else ``$KUBECONFIG``, else the pod's in-cluster settings."""
+
+    def client() -> Any:
+        from kubernetes import client as k8s_client
+        from kubernetes import config as k8s_config
+
+        cfg = config_file or os.environ.get("KUBECONFIG")
+        if cfg:
+            return k8s_config.new_client_from_config(config_file=cfg)
+        k8s_config.load_incluster_config()
+        return k8s_client.ApiClient()
+
+    return lambda _template: ApiClientK8sApi(client)
+
+
 def with_firing_name(obj: dict[str, Any], firing_id: str) -> dict[str, Any]:
     """``generateName: hello-`` -> ``name: hello-<firing id>`` (an idempotent name)."""
     obj = copy.deepcopy(obj)
@@ -102,7 +187,7 @@ class K8sAction(Action):
         if ctx.k8s_factory is None:
             if not kubernetes_configured():
                 raise ValueError(NO_CONFIG)
-            raise ValueError("no Kubernetes client configured (install apache-airflow-providers-cncf-kubernetes)")
+            raise ValueError("no Kubernetes client configured (install the kubernetes package)")
         self.api: K8sApi = _ConfigGuard(ctx.k8s_factory(template))
 
     def _object(self, firing: Firing) -> dict[str, Any] | None:

@@ -17,15 +17,16 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
 from airflow_argo_events.core.bus.connection import shared_connection
-from airflow_argo_events.core.bus.consumer import DeliverFrom, Delivery, Subscription, durable_name
+from airflow_argo_events.core.bus.consumer import HEARTBEAT, DeliverFrom, Delivery, Subscription, durable_name
 from airflow_argo_events.core.bus.kv import StateConflict, StateStore, StateTooLarge, translated
+from airflow_argo_events.core.bus.pipeline import Pipeline
 from airflow_argo_events.core.bus.settings import NatsSettings
 from airflow_argo_events.core.bus.stream import StreamSettings, ensure_stream
 from airflow_argo_events.core.events import Event, encode
 from airflow_argo_events.core.exceptions import EventBusError
 
 __all__ = [
-    "Delivery", "EventBus", "NatsSettings", "PublishResult", "StateConflict", "StateStore",
+    "Delivery", "EventBus", "NatsSettings", "Pipeline", "PublishResult", "StateConflict", "StateStore",
     "StateTooLarge", "StreamSettings", "Subscription", "durable_name",
 ]
 
@@ -57,6 +58,7 @@ class EventBus:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._subs: list[Subscription] = []
+        self._pipeline: Pipeline | None = None
 
     async def __aenter__(self) -> EventBus:
         self._cm = shared_connection(self.settings)
@@ -80,6 +82,9 @@ class EventBus:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         self._subs.clear()
+        if self._pipeline is not None:
+            pipeline, self._pipeline = self._pipeline, None
+            await pipeline.close()
         if self._cm is not None:
             cm, self._cm = self._cm, None
             self._nc = self._js = None
@@ -90,6 +95,12 @@ class EventBus:
         if self._nc is None:
             raise EventBusError("EventBus used outside 'async with'")
         return self._nc
+
+    @property
+    def reconnects(self) -> int:
+        """How often the connection was re-established: a change means messages in flight
+        to this process when it dropped may have been lost (they come back after ack_wait)."""
+        return int(self._nc.stats.get("reconnects", 0)) if self._nc is not None else 0
 
     @property
     def js(self) -> JetStreamContext:
@@ -128,15 +139,26 @@ class EventBus:
         deliver: DeliverFrom = "new",
         **kwargs: object,
     ) -> Subscription:
-        """A started durable pull consumer for one EventSource/event pair (``*`` = any)."""
+        """A started durable pull consumer for one EventSource/event pair (``*`` = any).
+
+        Its long pull requests ask for idle heartbeats (``heartbeat``, default ``HEARTBEAT``
+        s; None: none), so one a dead node took with it is noticed in seconds.
+        """
+        kwargs.setdefault("heartbeat", HEARTBEAT)
         sub = Subscription(
             self.js, self.stream.name, self.stream.subject(event_source, event_name), durable,
-            deliver=deliver, **kwargs,  # type: ignore[arg-type]
+            deliver=deliver, nc=self.nc, **kwargs,  # type: ignore[arg-type]
         )
         await sub.start()
         self._subs.append(sub)
         return sub
 
+    def pipeline(self) -> Pipeline:
+        """Confirmed requests sent and awaited in batches (state writes, acks): see ``pipeline.py``."""
+        if self._pipeline is None:
+            self._pipeline = Pipeline(self.nc)
+        return self._pipeline
+
     async def state(self, bucket: str) -> StateStore:
         """The KV bucket holding one sensor's state (created if absent)."""
-        return await StateStore.open(self.js, bucket, replicas=self.stream.replicas)
+        return await StateStore.open(self.js, bucket, replicas=self.stream.replicas, pipeline=self.pipeline())

@@ -3,21 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext, api
 
+from airflow_argo_events.core.bus.pipeline import Pipeline
 from airflow_argo_events.core.events import Event, decode
 from airflow_argo_events.core.exceptions import EventBusError, EventDecodeError
 
 DeliverFrom = Literal["new", "all"] | datetime
+MAX_CONSUMERS_REACHED = 10026
+"""JetStream's error code for "maximum consumers limit reached"."""
+HEARTBEAT = 1.0
+"""Seconds between the server's idle heartbeats on a long pull request (one of 4 s or more)
+of a subscription that asks for them (``heartbeat=``; ``EventBus.subscribe`` does). A request
+the server forgot (the consumer's leader died with it, in a cluster) shows as two missed
+heartbeats and is asked again, instead of waiting out its expiry (10 s idle)."""
+SUSPECT_GRACE = 2.0
+"""Seconds a pull request may stay silent after ``suspect()`` (a message was published on its
+subject) before it counts as forgotten by the server: the heartbeat-free check of the
+triggerer's shared wait, where 10,000 heartbeats a second would cost more than they save."""
 
 
 def durable_name(*parts: str) -> str:
@@ -28,19 +45,29 @@ def durable_name(*parts: str) -> str:
 
 @dataclass(slots=True)
 class Delivery:
-    """One message: the decoded event, or ``error`` if it was not a CloudEvent."""
+    """One message: the decoded event, or ``error`` if it was not a CloudEvent.
+
+    The JetStream metadata the live path reads several times per message (sequences,
+    delivery count, consumer) is read once here.
+    """
 
     msg: Msg
     event: Event | None
     error: str | None = None
+    stream_seq: int = field(init=False)
+    num_delivered: int = field(init=False)
+    consumer_seq: int = field(init=False)
+    """The consumer's delivery count at this delivery (redeliveries count too): a gap means
+    a delivery that went elsewhere or was lost on the way."""
+    consumer: str = field(init=False)
+    """The durable consumer that delivered it."""
 
-    @property
-    def stream_seq(self) -> int:
-        return self.msg.metadata.sequence.stream
-
-    @property
-    def num_delivered(self) -> int:
-        return self.msg.metadata.num_delivered
+    def __post_init__(self) -> None:
+        meta = self.msg.metadata
+        self.stream_seq = meta.sequence.stream
+        self.num_delivered = meta.num_delivered
+        self.consumer_seq = meta.sequence.consumer
+        self.consumer = meta.consumer or ""
 
     async def ack(self, wait: bool = True) -> None:
         """Ack; with ``wait`` (default) until the server recorded it, as Argo's AckSync.
@@ -76,7 +103,8 @@ class Subscription:
 
     ``deliver`` chooses where a *new* durable starts: ``"new"`` (Argo's DeliverNew),
     ``"all"``, or a datetime (DeliverByStartTime). An existing durable resumes where it
-    stopped whatever ``deliver`` says.
+    stopped whatever ``deliver`` says. ``prefetch`` keeps the next batch on its way while
+    the caller works on this one (the live sensor's loop).
     """
 
     def __init__(
@@ -89,6 +117,9 @@ class Subscription:
         ack_wait: float = 30.0,
         max_ack_pending: int = 1000,
         batch: int = 64,
+        nc: Client | None = None,
+        prefetch: bool = False,
+        heartbeat: float | None = None,
     ) -> None:
         self._js = js
         self.stream = stream
@@ -98,7 +129,29 @@ class Subscription:
         self._ack_wait = ack_wait
         self._max_ack_pending = max_ack_pending
         self._batch = batch
-        self._psub: JetStreamContext.PullSubscription | None = None
+        # the inbox lives on the JetStream context's connection (EventBus passes it)
+        self._nc: Client = nc if nc is not None else js._nc
+        self._max_ask = 0
+        self._ahead = 2 if prefetch else 1  # batches requested or buffered (see "How a fetch works")
+        self._inbox = ""
+        self._isub: NatsSubscription | None = None
+        self._buf: deque[Msg] = deque()  # delivered, not fetched yet
+        self._asked: deque[list[float]] = deque()  # open pull requests, oldest first: [still due, expires at]
+        self._arrived = asyncio.Event()
+        self._failed: str | None = None  # a status that ends the consumer (deleted...): raised by fetch
+        self._epoch = 0
+        self._heartbeat = heartbeat
+        self._heard = 0.0  # when the inbox last heard from the server (a message or a status)
+        self._hb_asked = 0.0  # when the newest request with a heartbeat was sent (0: none open)
+        self._suspect_at = 0.0  # when suspect() was told of a message none has come for yet
+        self._hb_misses = 0  # requests given up as lost in a row (each waits twice as long)
+        self.lost_requests = 0
+        """Pull requests given up as lost (no heartbeat) and asked again (for tests and status)."""
+        self.heartbeats = 0
+        """Idle heartbeats the server sent on our long pull requests."""
+
+    def _reconnects(self) -> int:
+        return int(self._nc.stats.get("reconnects", 0))
 
     def _config(self) -> api.ConsumerConfig:
         cfg = api.ConsumerConfig(
@@ -118,38 +171,179 @@ class Subscription:
         return cfg
 
     async def start(self) -> Subscription:
+        """Create the durable consumer if it is missing (an existing one keeps its config and
+        position) and subscribe to the inbox its messages come to."""
         try:
-            self._psub = await self._js.pull_subscribe(
-                self.subject, durable=self.durable, stream=self.stream, config=self._config()
-            )
+            try:
+                info = await self._js.consumer_info(self.stream, self.durable)
+            except nats.js.errors.NotFoundError:
+                info = await self._js.add_consumer(self.stream, config=self._config())
+            # a pull request for more than max_ack_pending is refused (409): ask within it
+            self._max_ask = (info.config.max_ack_pending or 0) if info.config else 0
+            self._inbox = self._nc.new_inbox()
+            self._isub = await self._nc.subscribe(self._inbox, cb=self._on_msg)
         except _NATS_ERRORS as err:
+            if getattr(err, "err_code", None) == MAX_CONSUMERS_REACHED:
+                raise EventBusError(
+                    f"consumer {self.durable} on {self.subject}: stream {self.stream} allows no more consumers "
+                    "(NATS 2.15+ allows 1,000 per stream unless its max_consumers is set; every sensor dependency "
+                    f"is one): raise it, e.g. 'nats stream edit {self.stream} --max-consumers 20000'") from err
             raise EventBusError(f"consumer {self.durable} on {self.subject}: {type(err).__name__}: {err}") from err
+        self._epoch = self._reconnects()
         return self
+
+    # How a fetch works. A pull request asks the server for up to n messages and stays open
+    # until n were sent or it expires; they arrive on our inbox whenever the server has them,
+    # into ``_buf``. ``fetch`` returns as soon as one is there (with whatever else came, up
+    # to ``batch``), so a trickle never waits for a full batch. Without ``prefetch`` nothing
+    # is asked for between two fetches (a request may still be open, as with nats-py: what it
+    # brings waits in ``_buf`` for the next fetch). With ``prefetch`` it keeps a second batch
+    # requested, which the server sends while the caller processes this one (never past the
+    # consumer's max_ack_pending; messages that wait longer than ack_wait come twice, and the
+    # sensor's redelivery check absorbs the second copy). Requests are tracked oldest first, as the
+    # server fills them: a message counts against the oldest, an end-of-request status (408
+    # expired, 409 ...) closes the oldest, and one past its expiry or a reconnect forgets
+    # them all (asking twice is harmless; never asking is not).
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self._heard = time.monotonic()
+        self._hb_misses = 0
+        self._suspect_at = 0.0
+        headers = msg.headers
+        status = headers.get(api.Header.STATUS) if headers else None
+        if status is None or (msg.reply and msg.reply.startswith("$JS.ACK.")):
+            self._buf.append(msg)
+            if self._asked:
+                left = self._asked[0][0] - 1
+                if left > 0:
+                    self._asked[0][0] = left
+                else:
+                    self._asked.popleft()
+        elif status == "100":  # an idle heartbeat: the request is alive (``_heard``), nothing else to do
+            self.heartbeats += 1
+            return
+        else:
+            if self._asked:
+                self._asked.popleft()
+            description = (headers or {}).get(api.Header.DESCRIPTION, "")
+            if status == "409" and ("Deleted" in description or "push" in description):
+                self._failed = f"{status} {description}"
+            elif status not in ("404", "408", "409"):
+                self._failed = f"{status} {description}".strip()
+        self._arrived.set()
+
+    def _ask(self, want: int, timeout: float) -> int:
+        """How many more to request so that buffered + requested reaches one batch (two with
+        ``prefetch``); 0 when at least one batch is still due."""
+        now = time.monotonic()
+        epoch = self._reconnects()
+        if epoch != self._epoch:  # requests sent before a reconnect may be gone with it
+            self._epoch = epoch
+            self._asked.clear()
+        while self._asked and self._asked[0][1] <= now:
+            self._asked.popleft()
+        due = sum(n for n, _ in self._asked) + len(self._buf)
+        if due >= want:
+            return 0
+        n = self._ahead * want - due
+        if self._max_ask > 0:
+            n = min(n, self._max_ask)
+        self._asked.append([n, now + timeout])
+        return n
+
+    async def _request(self, n: int, timeout: float) -> None:
+        expires = max(int(timeout * 1e9) - 100_000, 1_000_000)
+        hb = self._heartbeat
+        if hb and timeout >= 4 * hb:
+            req = b'{"batch":%d,"expires":%d,"idle_heartbeat":%d}' % (n, expires, int(hb * 1e9))
+            self._hb_asked = time.monotonic()
+        else:
+            req = b'{"batch":%d,"expires":%d}' % (n, expires)
+            self._hb_asked = 0.0
+        await self._nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}", req, reply=self._inbox)
 
     async def fetch(self, batch: int | None = None, timeout: float = 5.0) -> list[Delivery]:
         """Up to ``batch`` deliveries; an empty list when none arrived within ``timeout``."""
-        assert self._psub is not None, "call start() first"
+        if self._isub is None:
+            raise EventBusError(f"consumer {self.durable}: fetch before start() or after unsubscribe()")
         want = batch or self._batch
-        # nats-py's fetch(n) holds a partial batch until n messages came or the timeout
-        # passed, so a trickle of events would wait up to ``timeout`` (past ack_wait, which
-        # makes the server redeliver them). Wait for one message, then take at once only what
-        # the consumer says is pending behind it.
         try:
-            msgs = await self._psub.fetch(1, timeout=timeout)
-            meta = msgs[-1].metadata if msgs else None
-            pending = meta.num_pending if meta else 0
-            if meta is not None and want > 1 and (pending or meta.num_delivered > 1):
-                # num_pending leaves out redeliveries: after one, ask briefly for more of them
-                more, wait = (min(want - 1, pending), 1.0) if pending else (want - 1, 0.05)
-                try:
-                    msgs += await self._psub.fetch(more, timeout=wait)
-                except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                    pass  # another reader took them first, or no more were due
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
-            return []
+            if not self._buf:
+                self._check_failed()
+                n = self._ask(want, timeout)
+                if n:
+                    await self._request(n, timeout)
+                deadline = time.monotonic() + timeout
+                while not self._buf:
+                    self._arrived.clear()
+                    now = time.monotonic()
+                    left = deadline - now
+                    if left <= 0:
+                        return []
+                    lost_at = self._lost_at()
+                    try:
+                        await asyncio.wait_for(self._arrived.wait(),
+                                               left if lost_at is None else min(left, max(lost_at - now, 0.05)))
+                    except (asyncio.TimeoutError, TimeoutError):
+                        now = time.monotonic()
+                        if now >= deadline:
+                            return []
+                        lost_at = self._lost_at()  # heartbeats heard meanwhile move it on
+                        if lost_at is not None and now >= lost_at:
+                            self._forget_lost_requests()
+                            n = self._ask(want, deadline - now)
+                            if n:
+                                await self._request(n, deadline - now)
+                        continue
+                    self._check_failed()
+                    if not self._buf and not self._asked:  # the request ended empty: ask again
+                        n = self._ask(want, max(deadline - time.monotonic(), 0.01))
+                        if n:
+                            await self._request(n, max(deadline - time.monotonic(), 0.01))
+            buf = self._buf
+            take = [buf.popleft() for _ in range(min(want, len(buf)))]
+            if self._ahead > 1:  # prefetch: the next batch comes while the caller works on this one
+                n = self._ask(want, timeout)
+                if n:
+                    await self._request(n, timeout)
         except (nats.errors.Error, nats.js.errors.APIError, ConnectionError) as err:
             raise EventBusError(f"fetch from {self.subject} ({self.durable}): {type(err).__name__}: {err}") from err
-        return [to_delivery(m) for m in msgs]
+        return [to_delivery(m) for m in take]
+
+    def suspect(self) -> None:
+        """A message was published on this subscription's subject: if an open pull request
+        stays silent for SUSPECT_GRACE seconds after this, the server forgot it; ask again."""
+        if self._asked and not self._suspect_at:
+            self._suspect_at = time.monotonic()
+            self._arrived.set()  # a waiting fetch looks at its deadline again
+
+    def _lost_at(self) -> float | None:
+        """When the open requests count as lost if the server stays silent (None: no sign to
+        go by): two missed heartbeats, or SUSPECT_GRACE after ``suspect()``; doubled for each
+        loss in a row, so a stalled server is not sent a new request every two seconds."""
+        if not self._asked:
+            return None
+        backoff = 2 ** min(self._hb_misses, 4)
+        at = None
+        if self._hb_asked and self._heartbeat:
+            at = max(self._heard, self._hb_asked) + 2 * self._heartbeat * backoff + 0.5
+        if self._suspect_at:
+            suspect = self._suspect_at + SUSPECT_GRACE * backoff
+            at = suspect if at is None else min(at, suspect)
+        return at
+
+    def _forget_lost_requests(self) -> None:
+        """No sign of life: the server no longer holds our requests (its consumer leader changed)."""
+        self._asked.clear()
+        self._hb_asked = 0.0
+        self._suspect_at = 0.0
+        self._hb_misses += 1
+        self.lost_requests += 1
+
+    def _check_failed(self) -> None:
+        if self._failed is not None:
+            why, self._failed = self._failed, None
+            raise EventBusError(f"fetch from {self.subject} ({self.durable}): {why}")
 
     async def info(self) -> api.ConsumerInfo:
         """The server's view of this consumer (pending, ack pending, last delivery)."""
@@ -164,13 +358,20 @@ class Subscription:
                 yield d
 
     async def unsubscribe(self) -> None:
-        """Stop reading; the durable consumer stays on the server and keeps its position."""
-        if self._psub is not None:
-            psub, self._psub = self._psub, None
+        """Stop reading; the durable consumer stays on the server and keeps its position.
+        Messages delivered but not fetched yet are given back (nak) for the next reader."""
+        if self._isub is not None:
+            isub, self._isub = self._isub, None
+            self._asked.clear()
             try:
-                await psub.unsubscribe()
+                await isub.unsubscribe()
             except (nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError):
                 pass
+            # Delivered to us but never handed out: give them back now rather than after ack_wait.
+            left, self._buf = list(self._buf), deque()
+            for msg in left:
+                with contextlib.suppress(*_NATS_ERRORS):
+                    await msg.nak()
 
     async def delete(self) -> None:
         """Remove the durable consumer from the server."""
@@ -179,6 +380,24 @@ class Subscription:
             await self._js.delete_consumer(self.stream, self.durable)
         except nats.js.errors.NotFoundError:
             pass
+
+
+async def ack_many(deliveries: Sequence[Delivery], pipeline: Pipeline, timeout: float = 1.0) -> list[BaseException | None]:
+    """Ack every delivery and wait until the server recorded each one, as ``AckSync`` does
+    (the server answers each ack), sent and awaited together: None or the error per delivery."""
+    return await (await send_acks(deliveries, pipeline, timeout))
+
+
+async def send_acks(deliveries: Sequence[Delivery], pipeline: Pipeline,
+                    timeout: float = 1.0) -> Coroutine[Any, Any, list[BaseException | None]]:
+    """Send the acks of :func:`ack_many` now; the coroutine returned waits for the server's
+    answers (None or the error per delivery)."""
+    replies = await pipeline.submit([(d.msg.reply, b"", None) for d in deliveries], timeout)
+
+    async def confirmed() -> list[BaseException | None]:
+        return [r if isinstance(r, BaseException) else None for r in await replies]
+
+    return confirmed()
 
 
 def to_delivery(msg: Msg) -> Delivery:

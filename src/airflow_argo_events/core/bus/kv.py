@@ -14,7 +14,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -29,8 +29,15 @@ from nats.js.kv import KeyValue
 
 from airflow_argo_events.core.exceptions import EventBusError
 
+if TYPE_CHECKING:
+    from airflow_argo_events.core.bus.pipeline import Pipeline
+
 T = TypeVar("T")
 NATS_ERRORS = (nats.errors.Error, APIError, asyncio.TimeoutError, TimeoutError, ConnectionError)
+
+
+_EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+_DELETE = {"KV-Operation": "DEL"}
 
 
 class StateConflict(EventBusError):
@@ -73,29 +80,43 @@ class StateStore:
     first state of a trigger cannot both win.
     """
 
-    def __init__(self, kv: KeyValue, bucket: str, js: JetStreamContext | None = None) -> None:
+    def __init__(self, kv: KeyValue, bucket: str, js: JetStreamContext | None = None,
+                 pipeline: Pipeline | None = None) -> None:
         self._kv = kv
         self._js = js
+        self._pipeline = pipeline
         self.bucket = bucket
+        self.created = False
+        """``open`` created the bucket: it held nothing then (what another process wrote since is
+        what a read a moment earlier would have missed too)."""
 
     @classmethod
-    async def open(cls, js: JetStreamContext, bucket: str, history: int = 1, replicas: int = 1) -> StateStore:
+    async def open(cls, js: JetStreamContext, bucket: str, history: int = 1, replicas: int = 1,
+                   pipeline: Pipeline | None = None) -> StateStore:
         """Open the bucket, creating it with ``replicas`` copies (as the event stream: on a
         cluster, the state must survive the loss of a node just as the events do; a single
         server falls back to one)."""
+        created = False
+
         async def _open() -> KeyValue:
+            nonlocal created
             try:
                 return await js.key_value(bucket)
             except BucketNotFoundError:
                 pass
             try:
-                return await js.create_key_value(bucket=bucket, history=history, replicas=replicas)
+                kv = await js.create_key_value(bucket=bucket, history=history, replicas=replicas)
             except APIError as err:
                 if replicas > 1 and "replicas" in str(err).lower():
-                    return await js.create_key_value(bucket=bucket, history=history, replicas=1)
-                raise
+                    kv = await js.create_key_value(bucket=bucket, history=history, replicas=1)
+                else:
+                    raise
+            created = True
+            return kv
 
-        return cls(await translated(_open(), f"KV bucket {bucket}"), bucket, js)
+        store = cls(await translated(_open(), f"KV bucket {bucket}"), bucket, js, pipeline)
+        store.created = created
+        return store
 
     # ---------------------------------------------------------------- raw bytes
 
@@ -120,7 +141,10 @@ class StateStore:
         try:
             await translated(self._get(key), f"KV get {self.bucket}/{key}")
         except KeyError as err:
-            return isinstance(err.__cause__, KeyDeletedError)
+            cause = err.__cause__
+            # nats-py raises KeyDeletedError for a marker, or (newer releases) KeyNotFoundError
+            # carrying the marker's operation
+            return isinstance(cause, KeyDeletedError) or getattr(cause, "op", None) in ("DEL", "PURGE")
         return True
 
     async def put_raw(self, key: str, data: bytes, revision: int | None = None) -> int:
@@ -132,17 +156,57 @@ class StateStore:
             return await translated(self._kv.create(key, data), what)
         return await translated(self._kv.update(key, data, last=revision), what)
 
+    async def put_many(self, items: list[tuple[str, bytes, int | None]]) -> list[int | BaseException]:
+        """:meth:`put_raw` for many ``(key, data, revision)`` at once: one result per item,
+        the new revision or the error (:class:`StateConflict`, :class:`EventBusError`), never
+        raised. The writes go out together and are confirmed together (see ``pipeline.py``);
+        each is still checked against its own revision."""
+        if self._pipeline is None:
+            return list(await asyncio.gather(*(self.put_raw(k, d, r) for k, d, r in items), return_exceptions=True))
+        requests = [(self._subject(k), d, {_EXPECTED_LAST: str(r)} if r is not None else None) for k, d, r in items]
+        results = await self._pipeline.publish(requests)
+        for i, ((key, data, rev), res) in enumerate(zip(items, results, strict=True)):
+            if rev == 0 and isinstance(res, StateConflict):
+                # the key may hold a delete marker, which "must not exist yet" accepts (as nats-py's create)
+                try:
+                    results[i] = await self.put_raw(key, data, 0)
+                except EventBusError as err:
+                    results[i] = err
+        return results
+
+    async def delete_many(self, keys: list[str], confirm_each: bool = True) -> list[BaseException | None]:
+        """:meth:`delete` for many keys at once (each leaves its marker): None or the error per key.
+
+        ``confirm_each=False`` waits for the server's confirmation of the last delete only
+        (``Pipeline.publish_in_order``): for deletes whose loss costs a repetition, not a
+        wrong result. An error then counts for every key."""
+        if self._pipeline is None:
+            return list(await asyncio.gather(*(self.delete(k) for k in keys), return_exceptions=True))
+        requests = [(self._subject(k), b"", _DELETE) for k in keys]
+        if not confirm_each:
+            err = await self._pipeline.publish_in_order(requests)
+            return [err] * len(keys)
+        results = await self._pipeline.publish(requests)
+        return [r if isinstance(r, BaseException) else None for r in results]
+
+    def _subject(self, key: str) -> str:
+        return f"$KV.{self.bucket}.{key}"
+
     async def delete(self, key: str, revision: int | None = None) -> None:
         """Delete, leaving a marker (a tombstone with a timestamp) that :meth:`scan` reports."""
         await translated(self._kv.delete(key, last=revision), f"KV delete {self.bucket}/{key}")
 
-    async def erase(self, key: str) -> None:
-        """Remove every message of a key, marker included (no tombstone left behind)."""
+    async def erase(self, key: str, revision: int | None = None) -> None:
+        """Remove every message of a key, marker included (no tombstone left behind).
+
+        With ``revision``, only messages up to it go: a value written since (by another
+        process) stays, so erasing what one read never destroys a newer write."""
         if self._js is None:
-            await self.delete(key)
+            await self.delete(key, revision)
             return
         subject = f"$KV.{self.bucket}.{key}"
-        await translated(self._js.purge_stream(f"KV_{self.bucket}", subject=subject, keep=0),
+        await translated(self._js.purge_stream(f"KV_{self.bucket}", subject=subject,
+                                               seq=revision + 1 if revision else None),
                          f"KV erase {self.bucket}/{key}")
 
     async def scan(self, prefix: str = ">", values: bool = True, timeout: float = 10.0) -> AsyncIterator[KvEntry]:

@@ -134,4 +134,4 @@ class NatsSettings:
 
 def settings_from_env() -> NatsSettings | None:
     url = os.environ.get(ENV_URL)
-    return NatsSettings.from_url(url).with_label(f"${ENV_URL}") if url else None
+    return NatsSettings.from_url(url) if url else None  # named by its URL (credentials removed)

@@ -4,6 +4,11 @@ Nothing is dropped silently: published events go through a bounded buffer; when 
 full the sources wait (a webhook caller waits for its 200), and while NATS is away the
 publisher retries with backoff. Each event is logged with a running count.
 
+Two lanes: events of ordered sources (queues, files, schedules) are published one at a
+time, in the order read; events of concurrent sources (webhooks: each request its own
+caller) are published up to ``CONCURRENT_PUBLISHES`` at once, so callers wait for their
+own ack rather than for everyone's before them.
+
 Each event has its own error boundary: an event that cannot be published (too large for
 the bus, a bug) is logged once, counted in ``failed`` and its source told, and the
 publisher goes on; if the publisher task itself ever ends, ``run`` restarts it.
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +31,7 @@ from airflow_argo_events.core.bus import EventBus, PublishResult
 from airflow_argo_events.core.events import Event
 from airflow_argo_events.core.exceptions import EventBusError, SpecError
 from airflow_argo_events.core.limits import InputLimitError
+from airflow_argo_events.core.observe.metrics import NO_METRICS, Metrics
 from airflow_argo_events.core.secrets import Secrets
 from airflow_argo_events.core.sources.adaptor import event_filter, to_event
 from airflow_argo_events.core.sources.base import Source, SourceContext, SourceEvent, source_class
@@ -35,6 +42,8 @@ log = logging.getLogger("airflow_argo_events.eventsource")
 OnEvent = Callable[[Event], Awaitable[None]]
 EMITTED_IDS = 10_000
 """How many recent event ids ``on_event`` remembers, so a retried delivery is emitted once."""
+CONCURRENT_PUBLISHES = 64
+"""Publishes in flight at once for concurrent sources (webhooks); each waits for its own ack."""
 
 
 class EventSourceRuntime:
@@ -46,11 +55,16 @@ class EventSourceRuntime:
 
     def __init__(self, es: EventSource, bus: EventBus | None, *, only: list[str] | None = None,
                  buffer: int = 1000, secrets: Secrets | None = None, on_event: OnEvent | None = None,
-                 sources: list[Source] | None = None) -> None:
+                 sources: list[Source] | None = None, metrics: Metrics | None = None) -> None:
         self.es = es
+        self.metrics = metrics or NO_METRICS
+        """Argo's EventSource metrics (events sent, failed, processing duration, running services)."""
         self.bus = bus
         self.on_event = on_event
         self.queue: asyncio.Queue[tuple[EventConfig, SourceEvent]] = asyncio.Queue(maxsize=buffer)
+        """The ordered lane: published one at a time."""
+        self.concurrent: asyncio.Queue[tuple[EventConfig, SourceEvent]] = asyncio.Queue(maxsize=buffer)
+        """The concurrent lane (sources with ``concurrent``): up to CONCURRENT_PUBLISHES at once."""
         self.count = 0
         self.filtered = 0
         self.failed = 0
@@ -71,6 +85,8 @@ class EventSourceRuntime:
                               cfg.name, cfg.type)
                     continue
                 self.sources.append(source_class(cfg.type)(cfg, ctx))
+        for s in self.sources:
+            self.metrics.init_event(s.cfg.source, s.cfg.name)
 
     async def _state_get(self, key: str) -> Any:
         if self.bus is None:
@@ -132,18 +148,17 @@ class EventSourceRuntime:
                     self._publisher = asyncio.create_task(self._publish_loop())
         finally:
             stopping.cancel()
-            for t in pumps:
-                t.cancel()
-            await asyncio.gather(*pumps, return_exceptions=True)
+            await _cancel_all(pumps, f"eventsource {self.es.metadata.name}")
             # flush what the sources already handed over, then stop
             if not self._publisher.done():
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.queue.join(), timeout=10)
+                    await asyncio.wait_for(asyncio.gather(self.queue.join(), self.concurrent.join()), timeout=10)
             self._publisher.cancel()
             await asyncio.gather(self._publisher, return_exceptions=True)
-            while not self.queue.empty():  # not published: their callers hear so now
-                _, raw = self.queue.get_nowait()
-                _resolve(raw, False)
+            for lane in (self.queue, self.concurrent):
+                while not lane.empty():  # not published: their callers hear so now
+                    _, raw = lane.get_nowait()
+                    _resolve(raw, False)
             for s in self.sources:
                 with contextlib.suppress(Exception):
                     await s.close()
@@ -151,7 +166,15 @@ class EventSourceRuntime:
             raise fatal
 
     async def _pump(self, source: Source) -> None:
+        self.metrics.running(source.cfg.source, 1)
+        try:
+            await self._pump_events(source)
+        finally:
+            self.metrics.running(source.cfg.source, -1)
+
+    async def _pump_events(self, source: Source) -> None:
         flt = event_filter(source.cfg)
+        lane = self.concurrent if source.concurrent else self.queue
         while True:
             try:
                 async for raw in source.events():
@@ -159,7 +182,7 @@ class EventSourceRuntime:
                         self.filtered += 1
                         _resolve(raw, True)
                         continue
-                    await self.queue.put((source.cfg, raw))
+                    await lane.put((source.cfg, raw))
             except asyncio.CancelledError:
                 raise
             except SpecError:  # a configuration the source cannot run with: run() ends with it (one line)
@@ -170,8 +193,22 @@ class EventSourceRuntime:
                 await asyncio.sleep(1.0)
 
     async def _publish_loop(self) -> None:
+        """The ordered lane's publisher, and the concurrent lane's when a source uses it."""
+        lanes = [asyncio.create_task(self._publish_lane(self.queue))]
+        if any(s.concurrent for s in self.sources):
+            lanes += [asyncio.create_task(self._publish_lane(self.concurrent)) for _ in range(CONCURRENT_PUBLISHES)]
+        try:
+            done, _ = await asyncio.wait(lanes, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:  # never expected (each event has its own error boundary): run() restarts us
+                task.result()
+        finally:
+            for task in lanes:
+                task.cancel()
+            await asyncio.gather(*lanes, return_exceptions=True)
+
+    async def _publish_lane(self, queue: asyncio.Queue[tuple[EventConfig, SourceEvent]]) -> None:
         while True:
-            cfg, raw = await self.queue.get()
+            cfg, raw = await queue.get()
             try:
                 await self._publish_one(cfg, raw)
             except asyncio.CancelledError:
@@ -179,15 +216,22 @@ class EventSourceRuntime:
                 raise
             except Exception as err:  # one error boundary per event: log once, answer, go on
                 self.failed += 1
+                # Argo: a failed publish counts in both; any other failure in the second only.
+                if isinstance(err, (EventBusError, InputLimitError)):
+                    self.metrics.event_sent_failed(cfg.source, cfg.name)
+                self.metrics.event_processing_failed(cfg.source, cfg.name)
                 log.error("eventsource %s: event %s/%s%s could not be published: %s: %s", self.es.metadata.name,
                           cfg.source, cfg.name, f" id={raw.id}" if raw.id else "", type(err).__name__, err)
                 _fail(raw, err)
             finally:
-                self.queue.task_done()
+                queue.task_done()
 
     async def _publish_one(self, cfg: EventConfig, raw: SourceEvent) -> None:
+        started = time.perf_counter()
         event = to_event(cfg, raw)
         result = await self._publish(event)
+        self.metrics.event_sent(cfg.source, cfg.name)
+        self.metrics.event_processing_duration(cfg.source, cfg.name, (time.perf_counter() - started) * 1000)
         if result is not None and result.duplicate:
             self.duplicates += 1
             log.info("eventsource %s: event %s/%s id=%s is already on the bus (a redelivery); not stored again",
@@ -240,3 +284,25 @@ def _fail(raw: SourceEvent, err: Exception) -> None:
         fut.set_exception(err)
         # The caller may have stopped waiting (it answered 503 already): mark it retrieved.
         fut.add_done_callback(lambda f: f.exception())
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]], what: str, rounds: int = 10) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again each second those still running.
+
+    A client library may swallow a cancellation (redis-py's blocking XREADGROUP did: the source
+    read on, and stopping waited for ever); the next cancel lands at its next await. After
+    ``rounds`` seconds the stragglers are left behind with a warning rather than hang the stop.
+    """
+    pending = {t for t in tasks if not t.done()}
+    for _ in range(rounds):
+        if not pending:
+            break
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    if pending:
+        log.warning("%s: %d source(s) did not stop within %ds of being cancelled; left behind", what,
+                    len(pending), rounds)
+    for t in tasks:  # retrieve their outcomes: a cancelled task's error is no longer news
+        if t.done() and not t.cancelled():
+            t.exception()

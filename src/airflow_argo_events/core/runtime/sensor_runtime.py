@@ -42,11 +42,17 @@ from typing import Any
 from nats.js.errors import APIError
 
 from airflow_argo_events.core.bus import Delivery, EventBus, StateStore, Subscription, durable_name
-from airflow_argo_events.core.bus.consumer import DeliverFrom
+from airflow_argo_events.core.bus.consumer import DeliverFrom, send_acks
 from airflow_argo_events.core.bus.kv import StateConflict, StateTooLarge
 from airflow_argo_events.core.events import Event, event_from_json, format_time
 from airflow_argo_events.core.exceptions import EventBusError
+from airflow_argo_events.core.limits import dumps_compact
+from airflow_argo_events.core.observe.decisions import DecisionLog, event_head
+from airflow_argo_events.core.observe.metrics import NO_METRICS, Metrics
+from airflow_argo_events.core.observe.record import FLUSH_EVERY, OBS_KEY, Observations, outcome_of
+from airflow_argo_events.core.observe.status import spec_summary
 from airflow_argo_events.core.runtime import state as st
+from airflow_argo_events.core.runtime.order import OrderGate
 from airflow_argo_events.core.sensor.engine import Engine, Firing
 from airflow_argo_events.core.spec.sensor import Sensor
 
@@ -58,6 +64,14 @@ MAX_ACKED = 100_000
 MAX_TOMBSTONES = 10_000
 """Finished-firing markers kept at most (about 1 MB of KV): the oldest go early on a busy sensor."""
 MAX_BACKOFF = 5.0
+DRAIN_IDLE = 1.0
+"""Seconds without messages after which emptied correlation keys are removed (a batch does it otherwise)."""
+IDLE_SWEEP = 60.0
+"""Seconds an idle sensor's tombstone sweeper sleeps at most (it wakes sooner when one is due)."""
+DRAIN_PER_BATCH = 128
+DRAIN_IDLE_BATCH = 512
+"""Emptied correlation keys removed beside one batch, and in one idle pass (each is one
+JetStream purge request: a few hundred at once keep the server's API responsive)."""
 
 
 def bucket_name(sensor: str, prefix: str = "sensor") -> str:
@@ -97,6 +111,8 @@ class SensorRuntime:
         ack_wait: float = 5.0,
         idle_poll: float = 10.0,
         on_processed: Callable[[list[tuple[Any, list[str], list[Firing]]]], None] | None = None,
+        owner: dict[str, str] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sensor = sensor
         self.name = sensor.metadata.name
@@ -115,13 +131,21 @@ class SensorRuntime:
         self._clock = clock
         self._max_pending = max(1, max_pending_firings)
         self._store: st.StateStore | None = None
-        self._entries: dict[str, st.Entry] = {}
+        self._entries: dict[tuple[str, str], st.Entry] = {}  # (trigger, correlation key) -> entry
+        self._draining: OrderedDict[tuple[str, str], None] = OrderedDict()  # emptied keyed entries (state.py)
+        self._evictions_logged = 0.0
+        self._drain_soon = False  # the last pass removed all it could take: more are due
+        self._floors: deque[tuple[float, int]] = deque()  # (when, lowest consumer ack floor)
         self._journal: dict[str, st.JournalRecord] = {}
         self._created: set[str] = set()  # journal entries this process wrote
         self._built: dict[str, Firing] = {}  # journaled firings with small events, ready to run
         self._finished: OrderedDict[str, None] = OrderedDict()  # recently finished firing ids
         self._tombstones: deque[tuple[float, str]] = deque()
+        self._clearing: list[st.JournalRecord] = []  # finished firings whose journal entry is to be deleted
+        self._clearer: asyncio.Task[None] | None = None
+        self._confirming: set[asyncio.Task[None]] = set()  # batches whose acks are sent, answers awaited
         self._subs: list[Subscription] = []
+        self._gate: OrderGate | None = None  # keeps the stream's order after a crash or reconnect (order.py)
         self._ready: asyncio.Queue[str] = asyncio.Queue()
         self._actions: set[asyncio.Task[None]] = set()
         self._action_slots = asyncio.Semaphore(max_concurrent_actions)
@@ -131,10 +155,26 @@ class SensorRuntime:
         self._stopping = False
         self.instance = uuid.uuid4().hex[:12]
         self._running: set[str] = set()
-        self._touched: set[str] = set()  # triggers whose entries the current batch edits
+        self._touched: set[tuple[str, str]] = set()  # (trigger, key) entries the current batch edits
         self._acked: OrderedDict[int, float] = OrderedDict()  # stream seq -> when its ack was confirmed
         self.stats = {"events": 0, "skipped": 0, "firings": 0, "malformed": 0, "conflicts": 0, "poison": 0,
-                      "dead_lettered": 0, "bus_errors": 0, "backpressure": 0, "actions_done": 0}
+                      "dead_lettered": 0, "bus_errors": 0, "backpressure": 0, "actions_done": 0,
+                      "received": 0, "rejected": 0, "actions_ok": 0, "actions_failed": 0, "action_retries": 0,
+                      "dlq_triggered": 0}
+        """Counters. ``received`` = every message; of those ``malformed`` (not a CloudEvent) and
+        ``poison`` (set aside to the dead-letter subject, malformed included); of the events
+        processed (``events``), ``rejected`` by every dependency's filters and ``skipped``
+        (duplicates: an id seen in the last 60 s, or a redelivered message already applied).
+        ``firings`` journaled; their actions ``actions_ok`` / ``actions_failed``, with
+        ``action_retries`` failed attempts retried and ``dlq_triggered`` dead-letter triggers run."""
+        self.owner = dict(owner or {})
+        """Who runs this sensor (``{"kind": "SensorTrigger", "dag_id": ...}``), stored in ``meta``."""
+        self.metrics = metrics or NO_METRICS
+        self.observations = Observations(self.instance)
+        self.decisions = DecisionLog(self.name, log)
+        self._notes_task: asyncio.Task[None] | None = None
+        if any(self.engine.keyed(t.name) for t in self.engine.triggers):
+            self.stats["evicted"] = 0  # correlation keys beyond maxPending (a plain sensor's counters stay Argo's)
 
     @property
     def store(self) -> StateStore:
@@ -144,50 +184,44 @@ class SensorRuntime:
     # ------------------------------------------------------------------ start
 
     async def start(self) -> None:
-        self._store = await self.bus.state(self.bucket)
+        # retried as every bus call here: a busy JetStream API (10,000 sensors starting) times out
+        self._store = await self._retrying("open state", lambda: self.bus.state(self.bucket))
         await self._retrying("load state", self._load)
         consumers = []
+        by_key: dict[tuple[str, str], str] = {}
         for source, event in self.engine.listens_to():
             durable = durable_name(self._consumer_prefix, source, event)
             consumers.append(durable)
-            # max_ack_pending bounds what is in flight: after a crash those unacked messages
-            # are redelivered (after ack_wait) before anything newer, so events keep their order.
+            by_key[(source, event)] = durable
+            # max_ack_pending bounds what is in flight (and what the order gate may hold).
             self._subs.append(await self._retrying(f"create consumer {durable}", lambda d=durable, s=source, e=event:
                 self.bus.subscribe(d, s, e, deliver=self._deliver, batch=self._batch, ack_wait=self._ack_wait,
-                                   max_ack_pending=self._batch * 2)))
-        await self._let_orphans_expire()
+                                   max_ack_pending=self._batch * 2, prefetch=True)))
+        self._gate = OrderGate(self._subs, ack_wait=self._ack_wait, reconnects=lambda: self.bus.reconnects,
+                               name=self.name)
         meta = st.meta_doc(self.name, self.bus.stream.name, self.bucket, consumers,
                            [t.name for t in self.engine.triggers], st.definition_hash(self.sensor.dump()))
+        # What ``sensor status`` needs without the manifest: conditions, dependencies, consumers.
+        meta["spec"] = spec_summary(self.engine, by_key)
+        if self.owner:
+            meta["owner"] = self.owner
+        for t in self.engine.triggers:
+            self.metrics.init_sensor(self.name, t.name)
         await self._retrying("store meta", lambda: self.store.put("meta", meta))
         recovered = [r for r in self._journal.values() if r.recovered]
         if recovered:
             log.warning("sensor %s: re-running %d firing(s) left in the journal", self.name, len(recovered))
         self._update_room()
 
-    async def _let_orphans_expire(self) -> None:
-        """Keep the stream's order across a crash: messages a dead process took but never
-        acked come back only when their ack_wait runs out, and the server then delivers them
-        before anything newer. Taking newer ones first would pair events differently than
-        the stream's order (Argo's "latest wins"), so wait, once, until they are due."""
-        due = 0.0
-        for sub in self._subs:
-            try:
-                info = await sub.info()
-            except EventBusError:
-                continue
-            last = info.delivered.last_active if info.delivered else None
-            if info.num_ack_pending and last is not None:
-                due = max(due, last.timestamp() + self._ack_wait + 0.5 - time.time())
-        if due > 0:
-            log.info("sensor %s: waiting %.1fs for messages left unacked by a previous process", self.name, due)
-            await asyncio.sleep(min(due, self._ack_wait + 1))
-
     async def _load(self) -> None:
         store = self.store
-        await self._migrate_v1()
         self._entries.clear()
+        self._draining.clear()
         for t in self.engine.triggers:
-            self.engine.restore(t.name, {})
+            self.engine.clear(t.name)
+        if getattr(store, "created", False):  # a bucket created by this start holds nothing: spare 7 reads
+            return
+        await self._migrate_v1()
         known = {t.name for t in self.engine.triggers}
         clock: str | None = None
         async for e in store.scan("s.>"):
@@ -199,13 +233,9 @@ class SensorRuntime:
                 log.info("sensor %s: dropping saved state of trigger %r (not in the spec any more)", self.name, trigger)
                 await store.erase(e.key)
                 continue
-            entry = st.Entry(trigger, doc.get("corr") or st.NO_CORRELATION,
-                             {d: st.Ref.parse(r) for d, r in (doc.get("deps") or {}).items()},
-                             {d: list(v) for d, v in (doc.get("applied") or {}).items()}, e.revision, doc.get("clock"))
-            events = {d: await st.resolve(store, r) for d, r in entry.refs.items()}
-            self.engine.restore(trigger, events)
-            entry.refs = {d: r for d, r in entry.refs.items() if d in self.engine.saved(trigger)}
-            self._entries[trigger] = entry
+            entry = st.Entry.parse(doc, e.revision)
+            await self._restore(entry)
+            self._entries[(trigger, entry.corr)] = entry
             if entry.clock and (clock is None or entry.clock > clock):
                 clock = entry.clock
         self.engine.clock = datetime.fromisoformat(clock.replace("Z", "+00:00")) if clock else None
@@ -235,6 +265,17 @@ class SensorRuntime:
         orphans = [e.key async for e in store.scan("e.>", values=False) if e.key not in owned]
         for key in orphans:  # left by a crash between a blob write and the write that referred to it
             await store.erase(key)
+
+    async def _restore(self, entry: st.Entry) -> None:
+        """Put one stored entry's events back into the engine (a keyed entry left empty waits
+        in ``_draining`` until what it applied is settled)."""
+        trigger, corr = entry.trigger, entry.corr
+        events = {d: await st.resolve(self.store, r) for d, r in entry.refs.items()}
+        self.engine.restore(trigger, events, corr, entry.counted_times())
+        saved = self.engine.saved(trigger, corr)
+        entry.refs = {d: r for d, r in entry.refs.items() if d in saved}
+        if self.engine.keyed(trigger) and not entry.refs:
+            self._draining[(trigger, corr)] = None
 
     async def _migrate_v1(self) -> None:
         """Layout 1 kept everything in one ``state`` document: split it once into entries."""
@@ -271,27 +312,48 @@ class SensorRuntime:
         if self._store is None:
             await self.start()
         queue: asyncio.Queue[list[Delivery]] = asyncio.Queue(maxsize=4)
+        gate = self._gate
+        assert gate is not None
+
+        async def release(held: list[Delivery]) -> None:
+            for i in range(0, len(held), self._batch):
+                await queue.put(held[i:i + self._batch])
+
         fetchers = [asyncio.create_task(self._fetch(sub, queue, stop)) for sub in self._subs]
+        fetchers.append(asyncio.create_task(self._keep_running("order gate", lambda: gate.run(release))))
         self._stopping = False
         self._dispatcher = asyncio.create_task(self._dispatch())
-        sweeper = asyncio.create_task(self._sweep_tombstones())
+        sweeper = asyncio.create_task(self._keep_running("tombstone sweep", self._sweep_tombstones))
+        self._notes_task = asyncio.create_task(self._write_notes())
         stopper = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
                 getter = asyncio.create_task(queue.get())
-                done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED,
+                                             timeout=(0.01 if self._drain_soon else DRAIN_IDLE)
+                                             if self._draining else None)
+                if not done:  # idle, with emptied correlation keys to remove (state.py)
+                    getter.cancel()
+                    await self._handle([], stop)
+                    continue
                 if getter not in done:
                     getter.cancel()
                     break
                 batch = getter.result()
-                while not queue.empty() and len(batch) < self._batch * 4:
-                    batch.extend(queue.get_nowait())
+                if not queue.empty():
+                    while not queue.empty() and len(batch) < self._batch * 4:
+                        batch.extend(queue.get_nowait())
+                    # batches of several consumers: take them in the stream's order
+                    batch.sort(key=lambda d: d.stream_seq)
                 await self._handle(batch, stop)
         finally:
+            if self._confirming:  # the last batches' acks: answered in a round trip, unless the bus is away
+                await asyncio.wait(set(self._confirming), timeout=2)
             self._stopping = True
             for t in (*fetchers, stopper, sweeper):
                 t.cancel()
             await asyncio.wait({*fetchers, stopper, sweeper}, timeout=10)
+            self.decisions.flush()
 
     async def close(self, drain_timeout: float = 30.0) -> None:
         """Wait for running actions (bounded), release the consumers (they stay durable).
@@ -309,18 +371,66 @@ class SensorRuntime:
                 t.cancel()
             if late:
                 await asyncio.wait(late, timeout=5)
+        if self._clearer is not None:  # the finished firings' journal entries (bounded: the bus may be away)
+            _, late = await asyncio.wait({self._clearer}, timeout=5)
+            for t in late:
+                t.cancel()
+            self._clearer = None
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         self._subs.clear()
+        if self._notes_task is not None:
+            self._notes_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._notes_task
+            self._notes_task = None
+        if self._store is not None:
+            await self._store_notes()  # the last outcomes, for 'sensor status' after the stop
+
+    # ------------------------------------------------------------------ what status reads
+
+    async def _write_notes(self) -> None:
+        """Store the observations (``obs``) at most once every FLUSH_EVERY seconds, when changed."""
+        while True:
+            await self.observations.changed()  # an idle sensor does not wake
+            await asyncio.sleep(FLUSH_EVERY)
+            await self._store_notes()
+
+    async def _store_notes(self) -> None:
+        obs = self.observations
+        if not obs.dirty:
+            return
+        obs.dirty = False
+        try:
+            await self.store.put_raw(OBS_KEY, dumps_compact(obs.dump(self.stats)))
+        except EventBusError as err:  # advisory: tried again with the next change
+            obs.dirty = True
+            log.debug("sensor %s: could not store its notes for 'sensor status' (%s)", self.name, err)
+
+    def note_attempt(self, firing: Firing, attempt: int, ok: bool, detail: str) -> None:
+        """An action attempt ended (the executor calls this): shown by ``sensor status``."""
+        self.observations.attempt(firing.id, firing.trigger, attempt, ok, detail)
+
+    def summary(self) -> str:
+        """The counters in words, for the line a sensor logs when it stops."""
+        s = self.stats
+        return (f"received {s['received']} message(s): {s['events']} event(s) processed, {s['rejected']} rejected "
+                f"by filters, {s['skipped']} duplicate(s), {s['malformed']} malformed; {s['poison']} set aside "
+                f"(dead-letter subject); {s['firings']} firing(s); actions: {s['actions_ok']} succeeded, "
+                f"{s['actions_failed']} failed ({s['action_retries']} attempt(s) retried, {s['dlq_triggered']} "
+                f"dead-letter trigger(s) run)")
 
     async def _fetch(self, sub: Subscription, queue: asyncio.Queue[list[Delivery]], stop: asyncio.Event) -> None:
         pause = 0.1
+        gate = self._gate
+        assert gate is not None
         while not stop.is_set():
             if not self._room.is_set():  # (7) back-pressure: actions are behind
                 self.stats["backpressure"] += 1
                 await self._room.wait()
                 continue
+            epoch = gate.epoch
             try:
                 got = await sub.fetch(self._batch, timeout=self._idle_poll)
                 pause = 0.1
@@ -328,12 +438,35 @@ class SensorRuntime:
                 raise
             except Exception as err:  # NATS away: keep trying, never give up
                 self.stats["bus_errors"] += 1
+                gate.close()  # a batch in flight may be lost: what comes next waits for it (order.py)
                 log.warning("sensor %s: fetch from %s failed (%s); retrying", self.name, sub.subject, err)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, MAX_BACKOFF)
                 continue
-            if got:
-                await queue.put(got)
+            if got and not gate.took(got, epoch):
+                async with gate.lock:
+                    await queue.put(got)
+
+    async def _keep_running(self, what: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run a loop that should run until cancelled; restart it after an unexpected error.
+
+        The order gate's loop holds every fetched message while it is closed: were it to die
+        silently (an error nobody expected from a client library), the sensor would stop firing
+        with no line in its log. One line per failure instead, and it goes on.
+        """
+        pause = 0.1
+        while True:
+            try:
+                await loop()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                self.stats["bus_errors"] += 1
+                log.error("sensor %s: %s failed (%s: %s); restarting it in %.1fs", self.name, what,
+                          type(err).__name__, err, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, MAX_BACKOFF)
 
     async def _retrying(self, what: str, op: Callable[[], Awaitable[Any]],
                         give_up: asyncio.Event | None = None) -> Any:
@@ -378,10 +511,38 @@ class SensorRuntime:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, MAX_BACKOFF)
                 await self._recover_touched()
+        # Journaled: the firings may start now, while the acks go out (a crash before they are
+        # confirmed redelivers the messages, whose firings are recognised by their journal entries (4)).
+        for fid in spawn:
+            if self._ready.empty() and not self._action_slots.locked() and fid in self._journal:
+                await self._action_slots.acquire()  # free: returns at once
+                self._launch(self._journal[fid])  # nothing waits before it: skip the dispatcher's hop
+            else:
+                self._ready.put_nowait(fid)
         acked = [d for d in batch if id(d) not in poison]
-        # Acks are confirmed (AckSync, as Argo): a confirmed message is never redelivered, so
-        # its sequence can leave the entries' applied lists (4) after a grace period.
-        results = await asyncio.gather(*(d.ack(wait=True) for d in acked), return_exceptions=True)
+        if acked:
+            # Acks are confirmed (AckSync, as Argo), but the next batch need not wait for the
+            # answers: they are on the wire now, and _confirmed records them as they come.
+            try:
+                replies = await send_acks(acked, self.bus.pipeline())
+            except EventBusError as err:  # no reply subscription (the bus is away): not acked,
+                replies = _failed_all(acked, err)  # so redelivered, and (4) absorbs that
+            confirm = asyncio.create_task(self._confirmed(acked, replies))
+            self._confirming.add(confirm)
+            confirm.add_done_callback(self._confirming.discard)
+        poisoned = [d for d in batch if id(d) in poison]
+        for d in poisoned:
+            await self._dead_letter(d, poison[id(d)], stop)
+        if self._gate is not None and poisoned:
+            self._gate.settled(poisoned)
+        if self._on_processed is not None and observed:
+            self._on_processed(observed)
+        self._update_room()
+
+    async def _confirmed(self, acked: list[Delivery], replies: Awaitable[list[BaseException | None]]) -> None:
+        """The server's answers to a batch's acks: a confirmed message is never redelivered, so
+        its sequence can leave the entries' applied lists (4) after a grace period."""
+        results = await replies
         now = time.monotonic()
         failed = 0
         for d, r in zip(acked, results, strict=True):
@@ -389,39 +550,32 @@ class SensorRuntime:
                 failed += 1
             else:
                 self._acked[d.stream_seq] = now
-        if failed:
+        if failed and not self._stopping:
             log.info("sensor %s: %d ack(s) failed; those messages will be redelivered and skipped", self.name, failed)
         while len(self._acked) > MAX_ACKED:
             self._acked.popitem(last=False)
-        for d in batch:
-            if id(d) in poison:
-                await self._dead_letter(d, poison[id(d)], stop)
-        if self._on_processed is not None and observed:
-            self._on_processed(observed)
-        for fid in spawn:
-            self._ready.put_nowait(fid)
-        self._update_room()
+        if self._gate is not None:
+            self._gate.settled(acked)
 
     async def _recover_touched(self) -> None:
         """After a failed batch: reload the entries it touched from KV (waiting out a bus
         outage), and forget the event ids it marked seen, so it can be processed again."""
         self.engine.rollback_seen()
         self.engine.take_dirty()
-        touched = set(self._touched)
+        # correlated keys the failed batch changed in the engine (evictions, expiry) come back too
+        touched = set(self._touched) | self.engine.take_dirty_keys()
 
         async def reload() -> None:
-            for trigger in touched:
-                data, rev = await self.store.get_raw(st.entry_key(trigger))
+            for trigger, corr in touched:
+                data, rev = await self.store.get_raw(st.entry_key(trigger, corr))
+                self._draining.pop((trigger, corr), None)
                 if data is None:
-                    self._entries.pop(trigger, None)
-                    self.engine.restore(trigger, {})
+                    self._entries.pop((trigger, corr), None)
+                    self.engine.restore(trigger, {}, corr)
                     continue
-                doc = st.loads_strict(data)
-                entry = st.Entry(trigger, doc.get("corr") or st.NO_CORRELATION,
-                                 {d: st.Ref.parse(r) for d, r in (doc.get("deps") or {}).items()},
-                                 {d: list(v) for d, v in (doc.get("applied") or {}).items()}, rev, doc.get("clock"))
-                self.engine.restore(trigger, {d: await st.resolve(self.store, r) for d, r in entry.refs.items()})
-                self._entries[trigger] = entry
+                entry = st.Entry.parse(st.loads_strict(data), rev)
+                await self._restore(entry)
+                self._entries[(trigger, corr)] = entry
 
         await self._retrying("reload state", reload)
 
@@ -431,24 +585,45 @@ class SensorRuntime:
         engine = self.engine
         engine.begin()
         engine.take_dirty()
+        engine.take_dirty_keys()
         self._touched.clear()
         blobs: dict[str, bytes] = {}
         new_journal: dict[str, st.JournalRecord] = {}
         released: list[str] = []  # blobs whose owner let go: erased after the batch is stored
         # Entries are edited on copies, so a failed batch leaves the committed ones untouched.
-        work: dict[str, st.Entry] = {}
+        work: dict[tuple[str, str], st.Entry] = {}
         poison: dict[int, str] = {}
         observed: list[Any] = []
-        counts = {"events": 0, "skipped": 0, "malformed": 0, "firings": 0}
+        counts = {"events": 0, "skipped": 0, "malformed": 0, "firings": 0, "rejected": 0, "received": len(batch)}
         built: dict[str, Firing] = {}
+        decisions = self.decisions
+        decisions.refresh()
+        lines: list[tuple[Any, str, list[str]]] = []  # written once the batch is stored: one per event
+        notes = self.observations
+        at = time.time()
 
-        def entry(trigger: str) -> st.Entry:
-            if trigger not in work:
-                old = self._entries.get(trigger) or st.Entry(trigger)
-                work[trigger] = st.Entry(old.trigger, old.corr, dict(old.refs),
-                                         {d: list(v) for d, v in old.applied.items()}, old.revision, old.clock)
-                self._touched.add(trigger)
-            return work[trigger]
+        def entry(trigger: str, corr: str = st.NO_CORRELATION) -> st.Entry:
+            slot = (trigger, corr)
+            if slot not in work:
+                old = self._entries.get(slot)
+                work[slot] = old.copy() if old is not None else st.Entry(trigger, corr)
+                self._touched.add(slot)
+            return work[slot]
+
+        def applied_before(trigger: str, deps: list[str], seq: int, ev: Event) -> bool:
+            """(4) Did this trigger apply the message already? A correlated trigger looks in
+            the entries of the keys the event has."""
+            if not engine.correlated(trigger):
+                return entry(trigger).already_applied(deps, seq)
+            try:
+                keys = engine.keys_for(ev).get(trigger, set())
+            except Exception:  # the event's own processing below meets the same error (6)
+                return False
+            for k in keys:
+                e = work.get((trigger, k)) or self._entries.get((trigger, k))
+                if e is not None and e.already_applied(deps, seq):
+                    return True
+            return False
 
         for d in batch:
             ev = d.event
@@ -460,9 +635,15 @@ class SensorRuntime:
             skip: set[str] = set()
             if d.num_delivered > 1:  # (4) a redelivery: which triggers already applied it?
                 for trigger, deps in engine.triggers_for(ev.source, ev.subject):
-                    if engine.stateful(trigger) and entry(trigger).already_applied(deps, seq):
+                    if engine.stateful(trigger) and applied_before(trigger, deps, seq, ev):
                         skip.add(trigger)
-            if engine.explain is not None:
+            # One decision line per event (rate-limited): the engine words it only when asked.
+            key = (ev.source, ev.subject)
+            decide = decisions.wants(key) if decisions.info else False
+            own_explain = decide and engine.explain is None
+            if own_explain:
+                engine.explain = []
+            elif engine.explain is not None:
                 engine.explain.clear()
             dup_before = engine.duplicates
             try:
@@ -478,10 +659,32 @@ class SensorRuntime:
                 raise
             except Exception as err:  # (6) this message only
                 poison[id(d)] = f"{type(err).__name__}: {err}"
+                if own_explain:
+                    engine.explain = None
                 continue
             counts["events"] += 1
-            if skip or engine.duplicates != dup_before:
+            verdicts = engine.verdicts
+            duplicate = bool(skip) or engine.duplicates != dup_before
+            if duplicate:
                 counts["skipped"] += 1
+                if not verdicts:
+                    for _, deps in engine.triggers_for(ev.source, ev.subject):
+                        for dep in deps:
+                            notes.saw(dep, ev, at, "duplicate")
+            if verdicts:
+                passed = False
+                for dep, (out, why) in verdicts.items():
+                    notes.saw(dep, ev, at, why if out is None else "")
+                    passed = passed or out is not None
+                if not passed:
+                    counts["rejected"] += 1
+            if decide:
+                head = event_head(ev)
+                if decisions.debug:  # every event, with the details
+                    head += f" type={ev.type} time={format_time(ev.time)} seq={seq} delivered={d.num_delivered}"
+                lines.append((key, head, list(engine.explain or [])))
+            if own_explain:
+                engine.explain = None
             counts["firings"] += len(staged)
             if self._on_processed is not None:
                 observed.append((ev, list(engine.explain or []), [f for f in fired if f.id in staged]))
@@ -493,14 +696,23 @@ class SensorRuntime:
                     ref = e.refs.pop(dep)
                     if ref.blob:
                         released.append(ref.blob)
+        # Correlated keys: bring each changed key's entry in line with the engine (fired,
+        # expired, evicted, reset, or threshold counts moved on).
+        for trigger, corr in engine.take_dirty_keys():
+            e = entry(trigger, corr)
+            saved = engine.saved(trigger, corr)
+            for dep in [d for d, r in e.refs.items() if d not in saved or saved[d].id != r.id]:
+                ref = e.refs.pop(dep)
+                if ref.blob:
+                    released.append(ref.blob)
+            e.counted = {d: [[i, format_time(t)] for i, t in q] for d, q in engine.counted(trigger, corr).items()}
         clock = format_time(engine.clock) if engine.clock else None
         store = self.store
-        # (2) blobs, then journal, then entries.
-        await _gather_raising([store.put_raw(k, v) for k, v in blobs.items()])
-        journal_writes = []
-        for fid, rec in new_journal.items():
-            journal_writes.append(self._journal_create(fid, rec))
-        await _gather_raising(journal_writes)
+        # (2) blobs, then journal, then entries; each group sent at once and confirmed together.
+        if blobs:
+            _raise_first(await store.put_many([(k, v, None) for k, v in blobs.items()]))
+        if new_journal:
+            await self._journal_create(new_journal)
         changed = [(t, e) for t, e in work.items() if self._entry_changed(t, e)]
         settled_before = time.monotonic() - st.ACKED_GRACE
 
@@ -511,19 +723,45 @@ class SensorRuntime:
         for _, e in changed:
             e.clock = clock
             e.prune(settled)  # only entries written anyway: pruning never costs a write
-        revs = await asyncio.gather(*(store.put_raw(st.entry_key(t), st.dumps_compact(e.dump()), e.revision)
-                                      for t, e in changed), return_exceptions=True)
+        # A keyed entry with nothing saved and nothing unsettled goes (no marker left);
+        # one with unsettled sequences is written empty and drained later (state.py).
+        gone = [(slot, e) for slot, e in changed if not e.refs and not e.applied and engine.keyed(slot[0])]
+        changed = [(slot, e) for slot, e in changed if e.refs or e.applied or not engine.keyed(slot[0])]
+        erase_now = [(slot, e) for slot, e in gone if e.revision]  # revision 0: never stored
+        drained = self._drained(settled, work)
+        writes = [(st.entry_key(*slot), st.dumps_compact(e.dump()), e.revision) for slot, e in changed]
+        erasing = (*erase_now, *drained)
+        if erasing:
+            put_results, erase_results = await asyncio.gather(
+                store.put_many(writes),
+                asyncio.gather(*(store.erase(st.entry_key(*slot), e.revision) for slot, e in erasing),
+                               return_exceptions=True))
+        else:
+            put_results, erase_results = (await store.put_many(writes) if writes else []), []
+        revs, erased = put_results, erase_results[:len(erase_now)]
+        # an emptied key that could not be removed now stays in _draining for a later pass
+        gone += [d for d, r in zip(drained, erase_results[len(erase_now):], strict=True)
+                 if not isinstance(r, BaseException)]
         failed: BaseException | None = None
-        for (t, e), rev in zip(changed, revs, strict=True):
+        for (slot, e), rev in zip(changed, revs, strict=True):
             if isinstance(rev, BaseException):
                 failed = failed or rev
             else:
                 e.revision = rev
-                self._entries[t] = e
+                self._entries[slot] = e
+        failed = failed or next((r for r in erased if isinstance(r, BaseException)), None)
         if failed is not None:
             raise failed
-        for t, e in work.items():
-            self._entries[t] = e
+        for slot, e in work.items():
+            self._entries[slot] = e
+            if engine.keyed(slot[0]):
+                if e.refs:
+                    self._draining.pop(slot, None)
+                else:
+                    self._draining[slot] = None
+        for slot, _ in gone:
+            self._entries.pop(slot, None)
+            self._draining.pop(slot, None)
         # (1) stored: from here on the batch counts.
         spawn = []
         for fid, rec in new_journal.items():
@@ -538,6 +776,15 @@ class SensorRuntime:
             spawn.append(fid)
         for k, v in counts.items():
             self.stats[k] += v
+        self._log_evictions()
+        for key, head, said in lines:
+            decisions.write(key, head, said)
+        m = self.metrics
+        if m is not NO_METRICS:
+            processed = counts["events"] - counts["rejected"] - counts["skipped"]
+            for decision, n in (("accepted", processed), ("rejected", counts["rejected"]),
+                                ("duplicate", counts["skipped"]), ("malformed", counts["malformed"])):
+                m.sensor_events(self.name, decision, n)
         for key in released:
             asyncio.ensure_future(self._erase_quietly(key))
         for d in batch:
@@ -545,20 +792,57 @@ class SensorRuntime:
                 self.stats["poison"] += 1
         return spawn, poison, observed
 
-    def _stage(self, ev: Event, seq: int, fired: list[Firing], entry: Callable[[str], st.Entry],
+    def _drained(self, settled: Callable[[int], bool],
+                 work: dict[tuple[str, str], st.Entry]) -> list[tuple[tuple[str, str], st.Entry]]:
+        """Emptied keyed entries whose applied sequences are all settled now (oldest first; a
+        few beside each batch, more when idle)."""
+        out: list[tuple[tuple[str, str], st.Entry]] = []
+        limit = DRAIN_PER_BATCH if work else DRAIN_IDLE_BATCH
+        floor = self._settled_floor()
+        waiting = 0
+        for slot in self._draining:
+            e = self._entries.get(slot)
+            if slot in work or e is None:
+                continue
+            if all(q <= floor or settled(q) for seqs in e.applied.values() for q in seqs):
+                out.append((slot, e))
+            else:
+                waiting += 1
+            if len(out) >= limit or waiting >= 64:
+                break
+        self._drain_soon = len(out) >= limit
+        return out
+
+    def _log_evictions(self) -> None:
+        """maxPending evictions: counted, and one warning line (then at most one a minute)."""
+        evicted = self.engine.take_evictions()
+        if not evicted:
+            return
+        total = sum(evicted.values())
+        self.stats["evicted"] = self.stats.get("evicted", 0) + total
+        now = time.monotonic()
+        if now - self._evictions_logged >= 60.0 or not self._evictions_logged:
+            self._evictions_logged = now
+            log.warning("sensor %s: evicted %d pending correlation key(s) (%s) beyond maxPending; %d in all",
+                        self.name, total, ", ".join(f"trigger {t}: {n}" for t, n in evicted.items()),
+                        self.stats["evicted"])
+
+    def _stage(self, ev: Event, seq: int, fired: list[Firing], entry: Callable[..., st.Entry],
                blobs: dict[str, bytes], new_journal: dict[str, st.JournalRecord], released: list[str],
                elsewhere: set[str]) -> set[str]:
         """Record in the working copies what one processed event changed; returns new firing ids."""
         engine = self.engine
         staged: set[str] = set()
-        for trigger, dep, firing in engine.applied:
+        for trigger, dep, firing, corr in engine.applied:
             stateful = engine.stateful(trigger)
-            e = entry(trigger) if stateful else None
+            e = entry(trigger, corr) if stateful else None
             if e is not None:
                 e.saw(dep, seq)
             if firing is None:
                 assert e is not None
-                saved = engine.saved(trigger)[dep]
+                saved = engine.saved(trigger, corr).get(dep)
+                if saved is None:  # a later dependency of the same event fired with it
+                    continue
                 old = e.refs.get(dep)
                 ref, blob = st.new_ref(saved, seq, f"{trigger}/{e.corr}/{dep}")
                 if blob:
@@ -588,31 +872,42 @@ class SensorRuntime:
                 log.info("sensor %s trigger %s: firing %s is already journaled or done; not run again",
                          self.name, trigger, firing.id)
                 continue
-            new_journal[firing.id] = st.JournalRecord(firing.id, trigger, st.NO_CORRELATION, refs,
-                                                      format_time(utcnow()))
+            new_journal[firing.id] = st.JournalRecord(firing.id, trigger, corr, refs, format_time(utcnow()),
+                                                      key=firing.key, counted=firing.counted, by=self.instance)
             staged.add(firing.id)
         return staged
 
     def _known(self, fid: str) -> bool:
         return fid in self._journal or fid in self._finished or fid in self._running
 
-    def _entry_changed(self, trigger: str, e: st.Entry) -> bool:
-        old = self._entries.get(trigger)
-        return old is None or old.refs != e.refs or old.applied != e.applied or old.revision == 0
+    def _entry_changed(self, slot: tuple[str, str], e: st.Entry) -> bool:
+        old = self._entries.get(slot)
+        return old is None or old.refs != e.refs or old.applied != e.applied or old.revision == 0 \
+            or old.counted != e.counted
 
-    async def _journal_create(self, fid: str, rec: st.JournalRecord) -> None:
-        data = st.dumps_compact(rec.dump())
-        try:
-            await self.store.put_raw(st.journal_key(fid), data, revision=0)
-        except StateConflict:
-            # Already there: our own earlier attempt at this batch, or a replica's.
-            if fid not in self._created:
-                existing, _ = await self.store.get_raw(st.journal_key(fid))
-                if existing is not None:
-                    log.info("sensor %s: firing %s is journaled by another process", self.name, fid)
-                    self._finished[fid] = None
-                return
-        self._created.add(fid)
+    async def _journal_create(self, new_journal: dict[str, st.JournalRecord]) -> None:
+        """Create the journal entries of a batch's firings (revision 0: each must not exist yet)."""
+        results = await self.store.put_many(
+            [(st.journal_key(fid), st.dumps_compact(rec.dump()), 0) for fid, rec in new_journal.items()])
+        failed: BaseException | None = None
+        for fid, res in zip(new_journal, results, strict=True):
+            if isinstance(res, StateConflict):
+                # Already there: our own earlier attempt at this batch, or a replica's.
+                if fid not in self._created:
+                    existing, _ = await self.store.get_raw(st.journal_key(fid))
+                    if existing is not None and st.journaled_by(existing) == self.instance:
+                        # Ours: an earlier attempt was stored but its reply was lost (NATS
+                        # stalled). Taking it for a replica's skipped the firing for good.
+                        self._created.add(fid)
+                    elif existing is not None:
+                        log.info("sensor %s: firing %s is journaled by another process", self.name, fid)
+                        self._finished[fid] = None
+            elif isinstance(res, BaseException):
+                failed = failed or res
+            else:
+                self._created.add(fid)
+        if failed is not None:  # all were tried; the batch is processed again (5)
+            raise failed
 
     async def _erase_quietly(self, key: str) -> None:
         try:
@@ -659,10 +954,14 @@ class SensorRuntime:
             if rec is None or fid in self._running:
                 continue
             await self._action_slots.acquire()
-            self._running.add(fid)
-            task = asyncio.create_task(self._act(rec))
-            self._actions.add(task)
-            task.add_done_callback(self._actions.discard)
+            self._launch(rec)
+
+    def _launch(self, rec: st.JournalRecord) -> None:
+        """Run one journaled firing's action (an action slot is taken)."""
+        self._running.add(rec.firing_id)
+        task = asyncio.create_task(self._act(rec))
+        self._actions.add(task)
+        task.add_done_callback(self._actions.discard)
 
     async def _act(self, rec: st.JournalRecord) -> None:
         try:
@@ -671,43 +970,94 @@ class SensorRuntime:
                 if firing is None:
                     events = {d: await self._retrying("read firing events", lambda r=r: st.resolve(self.store, r))
                               for d, r in rec.refs.items()}
-                    firing = self.engine.build_firing(rec.trigger, events)
+                    firing = self.engine.build_firing(rec.trigger, events, rec.key, rec.counted)
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # the spec changed under the journal, or a template fails now
                 log.error("sensor %s trigger %s: journal firing %s cannot be rebuilt (%s); dropped", self.name,
                           rec.trigger, rec.firing_id, _one_line(f"{type(err).__name__}: {err}"))
                 firing = None
+            outcome: tuple[bool, str, int, int | None, str] = (False, "not run: cannot be rebuilt", 0, None, "")
             if firing is not None:
                 if firing.id != rec.firing_id:  # the spec changed under the journal: keep the recorded id
                     import dataclasses
 
                     firing = dataclasses.replace(firing, id=rec.firing_id)
+                self.observations.started(rec.firing_id, rec.trigger)
                 try:
-                    await self._execute(firing)
+                    result = await self._execute(firing)
+                    outcome = outcome_of(result)
+                    if getattr(result, "dlq", None) is not None:
+                        self.stats["dlq_triggered"] += 1
                 except asyncio.CancelledError:
                     raise  # stays in the journal (3)
-                except Exception:
+                except Exception as err:
                     log.exception("sensor %s trigger %s firing %s: executor crashed", self.name, rec.trigger,
                                   rec.firing_id)
+                    outcome = (False, f"executor crashed: {type(err).__name__}: {err}", 0, None, "")
+            ok, detail, attempts, status, ref = outcome
+            self.stats["actions_ok" if ok else "actions_failed"] += 1
+            self.stats["action_retries"] += max(0, attempts - 1)
+            self.observations.finished(rec.firing_id, rec.trigger, ok, detail, attempts, status, ref)
         finally:
             self._action_slots.release()
             self._running.discard(rec.firing_id)
         self.stats["actions_done"] += 1
-        await self._finish(rec)
+        self._finish(rec)
 
-    async def _finish(self, rec: st.JournalRecord) -> None:
-        """(3) The action is over: its journal entry becomes a tombstone, its blobs go."""
+    def _finish(self, rec: st.JournalRecord) -> None:
+        """(3) The action is over: its journal entry becomes a tombstone, its blobs go.
+
+        The deletes of firings that finish close together go out as one batch (see
+        ``_clear_journal``); until its delete is confirmed a firing stays in ``_journal``
+        (and counts against ``max_pending_firings``). A delete lost in a crash re-runs the
+        firing after restart with the same id: idempotent, as any crash after an action (3)."""
         self._finished[rec.firing_id] = None
         while len(self._finished) > RECENT_FINISHED:
             self._finished.popitem(last=False)
-        await self._retrying("clear journal entry", lambda: self.store.delete(st.journal_key(rec.firing_id)))
-        self._tombstones.append((time.time(), st.journal_key(rec.firing_id)))
-        self._journal.pop(rec.firing_id, None)
-        self._built.pop(rec.firing_id, None)
-        self._created.discard(rec.firing_id)
-        self._update_room()
-        await self._forget(rec, tombstone=False)
+        self._clearing.append(rec)
+        if self._clearer is None or self._clearer.done():
+            self._clearer = asyncio.create_task(self._clear_journal())
+
+    async def _clear_journal(self) -> None:
+        """Delete the journal entries of finished firings, all those waiting at once, until
+        none is left; a bus error keeps them waiting (capped backoff), as ``_retrying``."""
+        pause = 0.1
+        while self._clearing:
+            recs, self._clearing = self._clearing, []
+            # Only the last delete of the batch is confirmed (it is stored after the others): a
+            # lost one costs an idempotent re-run after a restart, like a crash before it (3).
+            results = await self.store.delete_many([st.journal_key(r.firing_id) for r in recs], confirm_each=False)
+            now = time.time()
+            retry: list[st.JournalRecord] = []
+            cleared: list[st.JournalRecord] = []
+            for rec, err in zip(recs, results, strict=True):
+                if err is None:
+                    cleared.append(rec)
+                    self._tombstones.append((now, st.journal_key(rec.firing_id)))
+                elif isinstance(err, EventBusError) and _refused(err):
+                    log.error("sensor %s: journal entry of firing %s cannot be cleared (%s); it re-runs after a "
+                              "restart", self.name, rec.firing_id, err)
+                    cleared.append(rec)  # no tombstone: the memory of it goes, the entry stays
+                else:
+                    retry.append(rec)
+            for rec in cleared:
+                self._journal.pop(rec.firing_id, None)
+                self._built.pop(rec.firing_id, None)
+                self._created.discard(rec.firing_id)
+            self._update_room()
+            for rec in cleared:
+                await self._forget(rec, tombstone=False)
+            if retry:
+                self.stats["bus_errors"] += 1
+                log.warning("sensor %s: clearing %d journal entr%s failed (%s); retrying in %.1fs", self.name,
+                            len(retry), "y" if len(retry) == 1 else "ies",
+                            next(r for r in results if r is not None), pause)
+                self._clearing[:0] = retry
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, MAX_BACKOFF)
+            else:
+                pause = 0.1
 
     async def _forget(self, rec: st.JournalRecord, tombstone: bool = True) -> None:
         for ref in rec.refs.values():
@@ -718,7 +1068,7 @@ class SensorRuntime:
 
     async def _sweep_tombstones(self, every: float = 5.0) -> None:
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(self._sweep_pause(every))
             horizon = time.time() - st.TOMBSTONE_AGE
             # Past MAX_TOMBSTONES (a very busy sensor) the oldest go early: KV and memory stay bounded.
             old = []
@@ -726,6 +1076,36 @@ class SensorRuntime:
                 old.append(self._tombstones.popleft()[1])
             for i in range(0, len(old), 64):
                 await asyncio.gather(*(self._erase_quietly(key) for key in old[i:i + 64]))
+            if self._draining:
+                await self._sample_ack_floor()
+
+    def _sweep_pause(self, every: float) -> float:
+        """Seconds to the next sweep: ``every`` while keys drain or tombstones are over the cap;
+        otherwise when the oldest tombstone is due, at most IDLE_SWEEP (an idle sensor sleeps:
+        10,000 of them share a triggerer)."""
+        if self._draining or len(self._tombstones) > MAX_TOMBSTONES:
+            return every
+        if self._tombstones:
+            return min(IDLE_SWEEP, max(every, self._tombstones[0][0] + st.TOMBSTONE_AGE - time.time()))
+        return IDLE_SWEEP
+
+    async def _sample_ack_floor(self) -> None:
+        """Note the lowest ack floor of the sensor's consumers: every message at or below it
+        is acked, by this process or an earlier one, so an emptied key's entry that applied
+        only such messages can go (after ACKED_GRACE, as for acks seen here)."""
+        try:
+            infos = [await sub.info() for sub in self._subs]
+        except EventBusError:
+            return
+        floor = min(_settled_upto(i) for i in infos) if infos else 0
+        now = time.monotonic()
+        self._floors.append((now, floor))
+        while len(self._floors) > 1 and self._floors[1][0] <= now - st.ACKED_GRACE:
+            self._floors.popleft()
+
+    def _settled_floor(self) -> int:
+        horizon = time.monotonic() - st.ACKED_GRACE
+        return max((f for at, f in self._floors if at <= horizon), default=0)
 
     async def flush(self) -> None:
         """Wait until every finished firing has left the journal."""
@@ -737,14 +1117,25 @@ class SensorRuntime:
         return {fid: rec.dump() for fid, rec in self._journal.items()}
 
 
-async def _gather_raising(aws: list[Awaitable[Any]]) -> None:
-    """Run writes concurrently; wait for all of them, then raise the first failure."""
-    if not aws:
-        return
-    results = await asyncio.gather(*aws, return_exceptions=True)
+def _raise_first(results: list[Any]) -> None:
+    """After writes that were all tried: raise the first failure, if any."""
     for r in results:
         if isinstance(r, BaseException):
             raise r
+
+
+async def _failed_all(acked: list[Delivery], err: BaseException) -> list[BaseException | None]:
+    return [err] * len(acked)
+
+
+def _settled_upto(info: Any) -> int:
+    """The stream sequence up to which a consumer has nothing left to deliver again: its ack
+    floor; or, with no ack pending at all, everything it has delivered or passed over (the
+    server moves the ack floor there only at the next ack, which may never come)."""
+    floor = (info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+    if not info.num_ack_pending and info.delivered is not None:
+        floor = max(floor, info.delivered.stream_seq or 0)
+    return floor
 
 
 def _refused(err: EventBusError) -> bool:

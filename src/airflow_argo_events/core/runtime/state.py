@@ -4,11 +4,15 @@ Layout of the sensor's bucket (keys are NATS KV keys; names that are not key-saf
 replaced by ``=`` and a hash)::
 
     meta                    who owns the bucket: sensor, stream, consumers, definition hash
-    s.<trigger>.<corr>      saved events of one stateful trigger (one correlation key; ``_``
-                            until correlation keys exist): {"trigger", "deps": {dep: ref},
-                            "applied": {dep: [stream seqs]}, "clock"}
+    s.<trigger>.<corr>      saved events of one stateful trigger and one correlation key:
+                            {"trigger", "corr", "deps": {dep: ref}, "applied": {dep: [stream seqs]},
+                            "clock", "counted": {dep: [[event id, time], ...]} (thresholds only)}.
+                            ``<corr>`` is ``_`` for a trigger without correlation keys; for a key
+                            value it is ``k<value>`` when the value is key-safe, else ``=`` and
+                            32 hex of its sha256 (the value itself is in ``corr``).
     j.<firing id>           one journal entry per firing not yet finished:
-                            {"trigger", "corr", "events": {dep: ref}, "created"}
+                            {"trigger", "corr", "events": {dep: ref}, "created"} (+ "key", "counted"
+                            for a correlated firing)
     e.<blob id>             one event too large to inline (compressed when large)
 
 A ref is ``{"id", "seq", "ev": <event>}`` for an event up to INLINE_MAX bytes, else
@@ -26,6 +30,11 @@ inference from order, because a restarted sensor may see newer messages before t
 redelivered ones.
 Firings are de-duplicated by id against the journal and its delete markers (tombstones,
 kept TOMBSTONE_AGE seconds).
+
+Correlated triggers (an extension) have one entry per pending key, so 100,000 pending keys
+are 100,000 small entries and a batch writes only the keys it touched. A key whose partial
+match fired, expired or was evicted keeps its (empty) entry while the stream sequences it
+applied are unsettled, for the redelivery check, and is then removed without a marker.
 """
 
 from __future__ import annotations
@@ -72,8 +81,26 @@ def key_token(name: str) -> str:
     return "=" + hashlib.sha256(name.encode()).hexdigest()[:24]
 
 
+_CORR_SAFE = re.compile(r"[A-Za-z0-9_-]{1,48}")
+
+
+def corr_token(value: str) -> str:
+    """A correlation key value as one KV key token: ``_`` for no key, ``k<value>`` when it
+    is short and key-safe, else ``=`` and 32 hex of its sha256 (NATS KV keys allow only
+    ``[-/_=.a-zA-Z0-9]``; the hash keeps every key the same short length).
+
+    >>> corr_token("_"), corr_token("42"), corr_token("order 42/x")
+    ('_', 'k42', '=c0a8b802c0fa77051d6acdb17110ebe8')
+    """
+    if value == NO_CORRELATION:
+        return value
+    if _CORR_SAFE.fullmatch(value):
+        return "k" + value
+    return "=" + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
 def entry_key(trigger: str, corr: str = NO_CORRELATION) -> str:
-    return f"s.{key_token(trigger)}.{key_token(corr)}"
+    return f"s.{key_token(trigger)}.{corr_token(corr)}"
 
 
 def journal_key(firing_id: str) -> str:
@@ -92,6 +119,8 @@ class Ref:
     seq: int
     event: Event | None = None
     blob: str | None = None
+    doc: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The event's JSON object when ``new_ref`` built it already (measuring its size)."""
 
     def dump(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "seq": self.seq}
@@ -99,7 +128,7 @@ class Ref:
             out["blob"] = self.blob
         else:
             assert self.event is not None
-            out["ev"] = self.event.to_json()
+            out["ev"] = self.doc if self.doc is not None else self.event.to_json()
         return out
 
     @classmethod
@@ -110,9 +139,10 @@ class Ref:
 
 def new_ref(event: Event, seq: int, owner: str) -> tuple[Ref, tuple[str, bytes] | None]:
     """A ref for ``event`` and, when it is too large to inline, the blob to write first."""
-    raw = dumps_compact(event.to_json())
+    doc = event.to_json()
+    raw = dumps_compact(doc)
     if len(raw) <= INLINE_MAX:
-        return Ref(event.id, seq, event), None
+        return Ref(event.id, seq, event, doc=doc), None
     key = "e." + hashlib.sha256(f"{owner}\n{event.id}\n{seq}".encode()).hexdigest()[:32]
     data = b"z" + zlib.compress(raw, 1) if len(raw) > COMPRESS_OVER else raw
     return Ref(event.id, seq, event, key), (key, data)
@@ -133,10 +163,31 @@ class Entry:
     applied: dict[str, list[int]] = field(default_factory=dict)
     revision: int = 0
     clock: str | None = None
+    counted: dict[str, list[list[str]]] = field(default_factory=dict)
+    """Threshold dependencies: [event id, time] of every event counted (the latest is in ``refs``)."""
 
     def dump(self) -> dict[str, Any]:
-        return {"trigger": self.trigger, "corr": self.corr, "deps": {d: r.dump() for d, r in self.refs.items()},
-                "applied": self.applied, "clock": self.clock}
+        out = {"trigger": self.trigger, "corr": self.corr, "deps": {d: r.dump() for d, r in self.refs.items()},
+               "applied": self.applied, "clock": self.clock}
+        if self.counted:
+            out["counted"] = self.counted
+        return out
+
+    @classmethod
+    def parse(cls, doc: dict[str, Any], revision: int) -> Entry:
+        return cls(str(doc["trigger"]), str(doc.get("corr") or NO_CORRELATION),
+                   {d: Ref.parse(r) for d, r in (doc.get("deps") or {}).items()},
+                   {d: list(v) for d, v in (doc.get("applied") or {}).items()}, revision, doc.get("clock"),
+                   {d: [list(x) for x in v] for d, v in (doc.get("counted") or {}).items()})
+
+    def copy(self) -> Entry:
+        """A working copy: a batch edits copies, so a failed batch leaves the committed entry as it was."""
+        return Entry(self.trigger, self.corr, dict(self.refs), {d: list(v) for d, v in self.applied.items()},
+                     self.revision, self.clock, {d: list(v) for d, v in self.counted.items()})
+
+    def counted_times(self) -> dict[str, list[tuple[str, datetime]]]:
+        return {d: [(i, datetime.fromisoformat(t.replace("Z", "+00:00"))) for i, t in v]
+                for d, v in self.counted.items()}
 
     def saw(self, dep: str, seq: int) -> None:
         seqs = self.applied.setdefault(dep, [])
@@ -168,16 +219,42 @@ class JournalRecord:
     refs: dict[str, Ref]
     created: str
     recovered: bool = False
+    key: str | None = None
+    """The correlation key of a correlated firing (part of its id)."""
+    counted: dict[str, list[str]] | None = None
+    """Threshold dependencies: the ids of every event counted (part of the firing's id)."""
+    by: str | None = None
+    """The sensor process that journaled it (``SensorRuntime.instance``): a create whose reply
+    was lost finds its own entry on the retry and must tell it from a replica's."""
 
     def dump(self) -> dict[str, Any]:
-        return {"id": self.firing_id, "trigger": self.trigger, "corr": self.corr,
-                "events": {d: r.dump() for d, r in self.refs.items()}, "created": self.created}
+        out = {"id": self.firing_id, "trigger": self.trigger, "corr": self.corr,
+               "events": {d: r.dump() for d, r in self.refs.items()}, "created": self.created}
+        if self.by is not None:
+            out["by"] = self.by
+        if self.key is not None:
+            out["key"] = self.key
+        if self.counted:
+            out["counted"] = self.counted
+        return out
 
     @classmethod
     def parse(cls, doc: dict[str, Any], recovered: bool = True) -> JournalRecord:
         return cls(str(doc["id"]), str(doc["trigger"]), str(doc.get("corr") or NO_CORRELATION),
                    {d: Ref.parse(r) for d, r in (doc.get("events") or {}).items()},
-                   str(doc.get("created") or ""), recovered)
+                   str(doc.get("created") or ""), recovered,
+                   str(doc["key"]) if doc.get("key") is not None else None,
+                   {d: [str(i) for i in v] for d, v in doc["counted"].items()} if doc.get("counted") else None,
+                   str(doc["by"]) if doc.get("by") is not None else None)
+
+
+def journaled_by(raw: bytes) -> str | None:
+    """The ``by`` of a stored journal entry (None when unreadable or written before it existed)."""
+    try:
+        by = loads_strict(raw).get("by")
+    except Exception:  # a damaged entry is nobody's: the caller treats it as a replica's
+        return None
+    return str(by) if by is not None else None
 
 
 async def resolve(store: StateStore, ref: Ref) -> Event:

@@ -2,8 +2,8 @@
 
 ``(dep01 || dep02) && dep03``. As in Argo, ``-`` and ``_`` in names are interchangeable
 (``dep-a`` and ``dep_a`` name the same dependency) and ``and``/``or``/``not`` work as
-well as ``&&``/``||``/``!``. Expressions are parsed once into a small tree; evaluation is
-a walk over it, never ``eval``.
+well as ``&&``/``||``/``!``. Expressions are parsed once into a small tree, compiled into closures;
+never ``eval``.
 
 >>> c = Condition.parse("(dep01 || dep02) && dep03")
 >>> c.names, c.evaluate({"dep02": True, "dep03": True}), c.requires_and
@@ -13,6 +13,7 @@ a walk over it, never ``eval``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _TOKEN = re.compile(r"\s*(?:(\(|\)|&&|\|\||!|&|\|)|([A-Za-z_][A-Za-z0-9_\-.]*))")
@@ -127,16 +128,22 @@ class _Parser:
         raise ConditionError(f"unexpected {tok!r}")
 
 
-def _eval(node: Node, env: dict[str, bool]) -> bool:
+def _compile(node: Node) -> Callable[[dict[str, bool]], bool]:
+    """The tree as nested closures, built once: evaluating walks no tree and tests no types."""
     if type(node) is Name:
-        return env.get(node.name, False)
+        name = node.name
+        return lambda env: env.get(name, False)
     if type(node) is And:
-        return _eval(node.left, env) and _eval(node.right, env)
+        left, right = _compile(node.left), _compile(node.right)
+        return lambda env: left(env) and right(env)
     if type(node) is Or:
-        return _eval(node.left, env) or _eval(node.right, env)
+        left, right = _compile(node.left), _compile(node.right)
+        return lambda env: left(env) or right(env)
     if type(node) is Not:
-        return not _eval(node.arg, env)
-    return node.value  # Const
+        arg = _compile(node.arg)
+        return lambda env: not arg(env)
+    value = node.value  # type: ignore[union-attr]
+    return lambda env: value
 
 
 def _names(node: Node, out: list[str]) -> None:
@@ -174,6 +181,9 @@ class Condition:
         """Argo's default with no ``conditions``: every dependency, joined with ``&&``."""
         return cls.parse(" && ".join(names))
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_run", _compile(self.tree))
+
     def evaluate(self, env: dict[str, bool]) -> bool:
         """``env`` maps canonical names to whether the dependency is satisfied."""
-        return _eval(self.tree, env)
+        return self._run(env)  # type: ignore[attr-defined, no-any-return]

@@ -1,4 +1,4 @@
-"""Argo's expression filters: govaluate's grammar parsed into a tree, evaluated by simpleeval.
+"""Argo's expression filters: govaluate's grammar parsed into a tree, compiled into closures.
 
 Argo compiles ``filters.exprs[].expr`` with govaluate (``NewEvaluableExpression``) and
 passes the filter when the result is the bool ``true``. This module follows govaluate
@@ -23,8 +23,8 @@ rather than Python:
    division by zero is ``+Inf``/``NaN``, bitwise operators work on int64.
 5. Type errors are errors for the event (Argo: the filter errors), with govaluate's wording.
 
-The parser builds Python ``ast`` nodes with operator classes of our own; simpleeval walks
-them with only the bound field values as names: no attribute access, calls or imports.
+The parser builds Python ``ast`` nodes with operator classes of our own, compiled once into
+nested closures that read only the bound field values: no attribute access, calls or imports.
 
 >>> ExprFilterProgram('a == "x" && b >= 10').evaluate({"a": "x", "b": 12})
 True
@@ -41,9 +41,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import simpleeval
-
-from airflow_argo_events.core.sensor.paths import go_sprint
+from airflow_argo_events.core.sensor.paths import go_sprint, go_value
 from airflow_argo_events.core.sensor.regex import RegexError, go_regex, matches
 
 __all__ = ["MAX_EXPR_DEPTH", "MAX_EXPR_LENGTH", "ExprError", "ExprFilterProgram", "go_sprint"]
@@ -616,71 +614,94 @@ def _bit_not(v: Any) -> Any:
     return _to_int64_float(~_int64(v))
 
 
-class _GoEval(simpleeval.SimpleEval):
-    """simpleeval over our tree: govaluate's operators, short-circuits, and errors."""
+_UNARY_FNS: dict[type[ast.unaryop], Any] = {ast.USub: _negate, ast.Not: _invert, ast.Invert: _bit_not}
 
-    def __init__(self, names: dict[str, str]) -> None:
-        super().__init__(operators={ast.USub: _negate, ast.Not: _invert, ast.Invert: _bit_not},
-                         functions={}, names={})
-        self.originals = {safe: name for name, safe in names.items()}
-        self.nodes[ast.Attribute] = self._eval_accessor
+Compiled = Any
+"""A compiled node: ``fn(env) -> value``, ``env`` the bound names (by their names as written)."""
 
-    def _eval_name(self, node: ast.Name) -> Any:
-        try:
-            return self.names[node.id]
-        except KeyError:
-            raise ExprError(f"No parameter '{self.originals.get(node.id, node.id)}' found.") from None
 
-    def _eval_accessor(self, node: ast.Attribute) -> Any:
-        self._eval(node.value)
-        base = self.originals.get(node.value.id, "")  # type: ignore[attr-defined]
-        first = node.attr.split(".")[0]
-        raise ExprError(f"Unable to access '{first}', '{base}' is not a struct")
+def _compile_node(node: ast.expr, originals: dict[str, str]) -> Compiled:
+    """The tree as nested closures, evaluated in the same order and with the same errors as a
+    walk over it would be (a walk costs a dispatch and a type check per node: 3x slower)."""
+    kind = type(node)
+    if kind is ast.Constant:
+        value = node.value  # type: ignore[attr-defined]
+        return lambda env: value
+    if kind is ast.Name:
+        name = originals.get(node.id, node.id)  # type: ignore[attr-defined]
 
-    def _eval_binop(self, node: ast.BinOp) -> Any:
-        op = type(node.op)
-        symbol = op.symbol  # type: ignore[attr-defined]
-        left = self._eval(node.left)
-        if symbol == "&&":
-            if left is False:
+        def get(env: dict[str, Any]) -> Any:
+            try:
+                return env[name]
+            except KeyError:
+                raise ExprError(f"No parameter '{name}' found.") from None
+
+        return get
+    if kind is ast.UnaryOp:
+        fn = _UNARY_FNS[type(node.op)]  # type: ignore[attr-defined]
+        operand = _compile_node(node.operand, originals)  # type: ignore[attr-defined]
+        return lambda env: fn(operand(env))
+    if kind is ast.Attribute:
+        base_node = node.value  # type: ignore[attr-defined]
+        base = _compile_node(base_node, originals)
+        shown = originals.get(base_node.id, "")
+        first = node.attr.split(".")[0]  # type: ignore[attr-defined]
+
+        def accessor(env: dict[str, Any]) -> Any:
+            base(env)
+            raise ExprError(f"Unable to access '{first}', '{shown}' is not a struct")
+
+        return accessor
+    if kind is ast.BinOp:
+        return _compile_binop(node, originals)  # type: ignore[arg-type]
+    raise ExprError(f"Sorry, {kind.__name__} is not available in this evaluator")
+
+
+def _compile_binop(node: ast.BinOp, originals: dict[str, str]) -> Compiled:
+    op = type(node.op)
+    symbol = op.symbol  # type: ignore[attr-defined]
+    left = _compile_node(node.left, originals)
+    right = _compile_node(node.right, originals)
+    if symbol == "&&":
+        def and_(env: dict[str, Any]) -> Any:
+            a = left(env)
+            if a is False:
                 return False
-            right = self._eval(node.right)
-            self._logical(left, right, symbol)
-            return right  # left is true here
-        if symbol == "||":
-            if left is True:
+            b = right(env)
+            _logical(a, b, symbol)
+            return b  # a is true here
+        return and_
+    if symbol == "||":
+        def or_(env: dict[str, Any]) -> Any:
+            a = left(env)
+            if a is True:
                 return True
-            right = self._eval(node.right)
-            self._logical(left, right, symbol)
-            return right  # left is false here
-        if symbol == "??":
-            return left if left is not None else self._eval(node.right)
-        if symbol == ":":
-            return left if left is not None else self._eval(node.right)
-        if symbol == "?":
-            right = _SKIP if left is False else self._eval(node.right)
-            if type(left) is not bool:
-                raise _type_error(_TERNARY_ERR, left, symbol)
-            return right if left else None
-        return _EAGER[op](left, self._eval(node.right), symbol)
+            b = right(env)
+            _logical(a, b, symbol)
+            return b  # a is false here
+        return or_
+    if symbol in ("??", ":"):
+        def coalesce(env: dict[str, Any]) -> Any:
+            a = left(env)
+            return a if a is not None else right(env)
+        return coalesce
+    if symbol == "?":
+        def ternary(env: dict[str, Any]) -> Any:
+            a = left(env)
+            b = _SKIP if a is False else right(env)
+            if type(a) is not bool:
+                raise _type_error(_TERNARY_ERR, a, symbol)
+            return b if a else None
+        return ternary
+    fn = _EAGER[op]
+    return lambda env: fn(left(env), right(env), symbol)
 
-    @staticmethod
-    def _logical(left: Any, right: Any, symbol: str) -> None:
-        if type(left) is not bool:
-            raise _type_error(_LOGICAL_ERR, left, symbol)
-        if type(right) is not bool:
-            raise _type_error(_LOGICAL_ERR, right, symbol)
 
-
-def go_value(v: Any) -> Any:
-    """A parameter as govaluate sees gjson's ``Value()``: every JSON number a float64."""
-    if type(v) is int:
-        return float(v)
-    if isinstance(v, list):
-        return [go_value(x) for x in v]
-    if isinstance(v, dict):
-        return {k: go_value(x) for k, x in v.items()}
-    return v
+def _logical(left: Any, right: Any, symbol: str) -> None:
+    if type(left) is not bool:
+        raise _type_error(_LOGICAL_ERR, left, symbol)
+    if type(right) is not bool:
+        raise _type_error(_LOGICAL_ERR, right, symbol)
 
 
 def _check_depth(tree: ast.AST) -> None:
@@ -710,7 +731,7 @@ class ExprFilterProgram:
             raise ExprError(f"invalid expression: {err}") from None
         except RecursionError:
             raise ExprError(f"expression nested deeper than {MAX_EXPR_DEPTH} levels") from None
-        self._evaluator = _GoEval(self._names)
+        self._run = _compile_node(self._tree, {safe: name for name, safe in self._names.items()})
 
     def _compile(self, expr: str, dotted_names: bool) -> ast.expr:
         tokens = _lex(expr, dotted_names)
@@ -738,12 +759,12 @@ class ExprFilterProgram:
 
     def evaluate(self, values: dict[str, Any]) -> Any:
         """The expression's value (Argo passes the filter only when it is ``True``)."""
-        self._evaluator.names = {safe: go_value(values[name]) for name, safe in self._names.items() if name in values}
+        env = {name: go_value(values[name]) for name in self._names if name in values}
         try:
-            return self._evaluator.eval(self.expr, previously_parsed=self._tree)
+            return self._run(env)
         except ExprError:
             raise
         except RecursionError:
             raise ExprError(f"expression nested deeper than {MAX_EXPR_DEPTH} levels") from None
-        except (simpleeval.InvalidExpression, TypeError, ValueError, OverflowError) as err:
+        except (TypeError, ValueError, OverflowError) as err:
             raise ExprError(f"{type(err).__name__}: {err}") from err

@@ -17,6 +17,8 @@ Every verdict carries a one-line reason, which ``sensor test --explain`` prints.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
@@ -35,7 +37,7 @@ from airflow_argo_events.core.sensor.paths import (
     parse_go_bool,
     parse_go_float,
 )
-from airflow_argo_events.core.sensor.regex import RegexError, go_regex, matches
+from airflow_argo_events.core.sensor.regex import RegexError, text_test
 from airflow_argo_events.core.spec.sensor import DataFilter, EventDependencyFilter, TimeFilter, parse_clock
 
 
@@ -79,7 +81,7 @@ class _DataItem:
                 elif f.type == "number":
                     self.values.append(parse_go_float(v))
                 else:
-                    self.values.append(go_regex(v))  # Go's regexp: RE2, linear time
+                    self.values.append(text_test(v))  # Go's regexp: RE2, linear time
             except RegexError as err:
                 self.value_error = str(err)
                 break
@@ -87,9 +89,11 @@ class _DataItem:
                 self.value_error = f"value {v!r}: {err}"
                 break
         self.negate = f.comparator == "!="
+        self.compare = _COMPARE.get(f.comparator or "=", operator.le)
 
     def check(self, data: Any) -> tuple[bool, str]:
-        """(matched, description); raises _KindError for Argo's error cases."""
+        """(matched, description of a mismatch; "" on a match, which nothing shows);
+        raises _KindError for Argo's error cases."""
         f = self.spec
         value = self.get(data)
         if value is MISSING:
@@ -106,65 +110,67 @@ class _DataItem:
             value = out
         if self.value_error:
             raise _KindError(self.value_error)
-        cmp = f.comparator or "="
-        if f.type == "bool":
+        kind = f.type
+        values = self.values
+        if kind == "bool":
             actual = gjson_bool(value)
-            hits = [v == actual for v in self.values]
-            shown = "true" if actual else "false"
-        elif f.type == "number":
+            hits = [v == actual for v in values]
+        elif kind == "number":
+            op = self.compare
             actual_f = gjson_float(value)
-            hits = [_compare(actual_f, cmp, v) for v in self.values]
-            shown = gjson_string(value)
+            hits = [op(actual_f, v) for v in values]
         else:
             text = gjson_string(value)
-            found = [matches(rx, text) for rx in self.values]
+            found = [test(text) for test in values]
             hits = [not m for m in found] if self.negate else found
-            shown = repr(text)
-        if self.negate and len(self.values) > 1:
-            # Deliberate difference (ARGO_SEMANTICS.md section 9): != with several
-            # values passes only when the value equals none of them.
-            ok = all(hits)
+        # Deliberate difference (ARGO_SEMANTICS.md section 9): != with several
+        # values passes only when the value equals none of them.
+        if (all(hits) if self.negate and len(values) > 1 else any(hits)):
+            return True, ""
+        if kind == "bool":
+            shown = "true" if actual else "false"
+        elif kind == "number":
+            shown = gjson_string(value)
         else:
-            ok = any(hits)
-        return ok, f"{f.path}={shown} {cmp} {f.value}"
+            shown = repr(text)
+        return False, f"{f.path}={shown} {f.comparator or '='} {f.value}"
 
 
-def _compare(a: float, cmp: str, b: float) -> bool:
-    if cmp == "=":
-        return a == b
-    if cmp == "!=":
-        return a != b
-    if cmp == ">":
-        return a > b
-    if cmp == ">=":
-        return a >= b
-    if cmp == "<":
-        return a < b
-    return a <= b
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "=": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge, "<": operator.lt,
+}
+"""Number comparators; any other is ``<=`` (as validated, only ``<=`` is left)."""
 
 
-def _run_items(kind: str, items: list[Any], op: str, check: Any) -> tuple[bool, str]:
-    """Argo's loop over data/expr filters; raises _KindError when Argo returns an error."""
+def _run_items(kind: str, items: list[Any], op: str, data: Any) -> tuple[bool, str]:
+    """Argo's loop over data/expr filters; raises _KindError when Argo returns an error.
+
+    The description of an item that matched is never shown (under ``and`` only a mismatch
+    is; under ``or`` a match passes), so items describe only their mismatches.
+    """
+    if op != "or":
+        for item in items:
+            try:
+                ok, desc = item.check(data)
+            except _KindError as err:
+                raise _KindError(f"{kind} filter error ({err})") from None
+            if not ok:
+                return False, f"{kind} filter: {desc} is false"
+        return True, ""
     errors: list[str] = []
     last = ""
     for item in items:
         try:
-            ok, desc = check(item)
+            ok, desc = item.check(data)
         except _KindError as err:
-            if op != "or":
-                raise _KindError(f"{kind} filter error ({err})") from None
             errors.append(str(err))
             continue
-        last = desc
-        if ok and op == "or":
+        if ok:
             return True, desc
-        if not ok and op != "or":
-            return False, f"{kind} filter: {desc} is false"
-    if op == "or":
-        if errors:
-            raise _KindError(f"{kind} filter errors [{' / '.join(errors)}]")
-        return False, f"{kind} filter: no filter matched (last: {last})"
-    return True, ""
+        last = desc
+    if errors:
+        raise _KindError(f"{kind} filter errors [{' / '.join(errors)}]")
+    return False, f"{kind} filter: no filter matched (last: {last})"
 
 
 # ------------------------------------------------------------------ exprs
@@ -180,6 +186,20 @@ class _ExprItem:
             self.program = ExprFilterProgram(expr)
         except ExprError as err:
             self.error = str(err)
+
+    def check(self, data: Any) -> tuple[bool, str]:
+        """(the expression is ``true``, the description of a mismatch)."""
+        values = self.bind(data)
+        if self.error:
+            raise _KindError(self.error)
+        try:
+            result = self.program.evaluate(values)  # type: ignore[union-attr]
+        except ExprError as err:
+            raise _KindError(str(err)) from None
+        if result is True:
+            return True, ""
+        shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+        return False, f"'{self.expr}' with {shown}"
 
     def bind(self, data: Any) -> dict[str, Any]:
         values = {}
@@ -247,6 +267,13 @@ class DependencyFilter:
         self.expr_items = [
             _ExprItem(e.expr, [(fld.name, fld.path) for fld in e.fields]) for e in (spec.exprs or [])
         ] if spec else []
+        # The configured kinds, in Argo's order (exprs, data, context, time); the script runs last.
+        self._kinds: list[Callable[[Event], tuple[bool, str]]] = [fn for configured, fn in (
+            (spec is not None and spec.exprs is not None, self._exprs),
+            (spec is not None and spec.data is not None, self._data),
+            (spec is not None and spec.context is not None, self._context),
+            (spec is not None and spec.time is not None, self._time),
+        ) if configured]
         self.script = None
         if spec and spec.script:
             box = lua or (lua_factory() if lua_factory else LuaSandbox())
@@ -263,48 +290,46 @@ class DependencyFilter:
         spec = self.spec
         if spec is None:
             return PASS
-        is_or = self.operator == "or"
-        errors: list[str] = []
-        results: list[tuple[bool, bool, str]] = []  # (configured, passed, reason)
-
-        def kind(configured: bool, fn: Any) -> None:
-            if not configured:
-                results.append((False, True, ""))
-                return
+        if self.operator == "or":
+            return self._check_or(event)
+        # and: every configured kind runs in order; the first error decides at once, else
+        # the first kind that did not pass (only then is a reason needed).
+        failed = None
+        for fn in self._kinds:
             try:
-                ok, why = fn()
+                ok, why = fn(event)
             except _KindError as err:
-                if not is_or:
-                    raise
-                errors.append(str(err))
-                results.append((True, False, str(err)))
-                return
-            results.append((True, ok, why))
-
-        try:
-            kind(spec.exprs is not None, lambda: self._exprs(event))
-            kind(spec.data is not None, lambda: self._data(event))
-            kind(spec.context is not None, lambda: self._context(event))
-            kind(spec.time is not None, lambda: self._time(event))
-        except _KindError as err:
-            return Verdict(False, str(err))
+                return Verdict(False, str(err))
+            if not ok and failed is None:
+                failed = why
         if self.script is not None:
             try:
                 ok, why = self._script(event)
             except _KindError as err:
                 return Verdict(False, str(err))
-            results.append((True, ok, why))
-        if is_or:
-            passed = any(conf and ok for conf, ok, _ in results)
-            if errors:
-                return Verdict(False, "filters (or): " + " / ".join(errors))
-            if passed:
-                return PASS
-            return Verdict(False, "filters (or): none passed: " + "; ".join(r for c, _, r in results if c and r))
-        for conf, ok, why in results:
-            if conf and not ok:
-                return Verdict(False, why)
-        return PASS
+            if not ok and failed is None:
+                failed = why
+        return PASS if failed is None else Verdict(False, failed)
+
+    def _check_or(self, event: Event) -> Verdict:
+        errors: list[str] = []
+        results: list[tuple[bool, str]] = []  # (passed, reason) of each configured kind
+        for fn in self._kinds:
+            try:
+                results.append(fn(event))
+            except _KindError as err:
+                errors.append(str(err))
+                results.append((False, str(err)))
+        if self.script is not None:
+            try:
+                results.append(self._script(event))
+            except _KindError as err:
+                return Verdict(False, str(err))
+        if errors:
+            return Verdict(False, "filters (or): " + " / ".join(errors))
+        if any(ok for ok, _ in results):
+            return PASS
+        return Verdict(False, "filters (or): none passed: " + "; ".join(r for _, r in results if r))
 
     def _data(self, event: Event) -> tuple[bool, str]:
         data = event.data
@@ -312,8 +337,7 @@ class DependencyFilter:
             return True, ""
         if _no_json(data):
             raise _KindError("data filter error (event data not valid JSON)")
-        return _run_items("data", self.data_items, self.spec.data_logical_operator or "and",
-                          lambda item: item.check(data))
+        return _run_items("data", self.data_items, self.spec.data_logical_operator or "and", data)
 
     def _exprs(self, event: Event) -> tuple[bool, str]:
         data = event.data
@@ -321,19 +345,7 @@ class DependencyFilter:
             return True, ""
         if _no_json(data):
             raise _KindError("expr filter error (event data not valid JSON)")
-
-        def check(item: _ExprItem) -> tuple[bool, str]:
-            values = item.bind(data)
-            if item.error:
-                raise _KindError(item.error)
-            try:
-                result = item.program.evaluate(values)  # type: ignore[union-attr]
-            except ExprError as err:
-                raise _KindError(str(err)) from None
-            shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
-            return result is True, f"'{item.expr}' with {shown}"
-
-        return _run_items("expr", self.expr_items, self.spec.expr_logical_operator or "and", check)
+        return _run_items("expr", self.expr_items, self.spec.expr_logical_operator or "and", data)
 
     def _context(self, event: Event) -> tuple[bool, str]:
         c = self.spec.context
@@ -361,7 +373,7 @@ class DependencyFilter:
         if not isinstance(data, dict):
             raise _KindError("script filter error (event data is not a JSON object)")
         try:
-            result = box.run(fn, data)
+            passed, shown = box.verdict(fn, data)
         except LuaError as err:
             raise _KindError(f"script filter error ({err})") from None
-        return result is True, f"script filter returned {result!r}"
+        return passed, f"script filter returned {shown}"

@@ -10,8 +10,9 @@ only, so RE2's leftmost-first ("Perl") semantics give the same match and capture
 Lua's backtracking. ``%b``, ``%f`` and back-references (``%1``) have no RE2 form: such
 patterns stay on Lua's matcher while cheap and are refused beyond.
 
-The functions follow Lua 5.4's ``lstrlib.c`` (init positions, empty matches, ``gsub``
-replacement rules).
+The functions follow Lua 5.1's ``lstrlib.c``, the Lua Argo's gopher-lua implements (init
+positions clamped to the subject, an empty match allowed right after a match, ``gsub``
+replacement rules, no ``%g`` class).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ MAX_CAPTURES = 32
 """Lua's LUA_MAXCAPTURES."""
 
 _CLASSES = {
-    ord("a"): "alpha", ord("c"): "cntrl", ord("d"): "digit", ord("g"): "graph", ord("l"): "lower",
+    ord("a"): "alpha", ord("c"): "cntrl", ord("d"): "digit", ord("l"): "lower",
     ord("p"): "punct", ord("s"): "space", ord("u"): "upper", ord("w"): "alnum", ord("x"): "xdigit",
 }
 _ESC = ord("%")
@@ -164,14 +165,11 @@ def variable_items(pattern: bytes) -> int:
 
 
 def _start(init: int | None, length: int) -> int:
-    """Lua's posrelatI(init, len) - 1, as a 0-based index."""
-    if init is None or init == 0:
+    """Lua 5.1's ``posrelat(init, len) - 1`` clamped to ``[0, len]`` (str_find_aux), 0-based."""
+    if init is None:
         return 0
-    if init > 0:
-        return init - 1
-    if init < -length:
-        return 0
-    return length + init
+    pos = init + length + 1 if init < 0 else init
+    return min(max(pos - 1, 0), length)
 
 
 def _captures(m: Any, src: bytes, caps: tuple[bool, ...], whole: bool) -> list[Any]:
@@ -186,8 +184,6 @@ def _captures(m: Any, src: bytes, caps: tuple[bool, ...], whole: bool) -> list[A
 def find(src: bytes, pattern: bytes, init: int | None, want_span: bool) -> list[Any] | None:
     """``string.find`` (want_span) or ``string.match``; None when nothing matches."""
     pos = _start(init, len(src))
-    if pos > len(src):
-        return None
     rx, anchored, caps = translate(pattern)
     m = rx.match(src, pos) if anchored else rx.search(src, pos)
     if m is None:
@@ -198,23 +194,19 @@ def find(src: bytes, pattern: bytes, init: int | None, want_span: bool) -> list[
 
 
 def gmatch(src: bytes, pattern: bytes, init: int | None) -> Callable[[], list[Any] | None]:
-    """``string.gmatch``: an iterator giving each match's captures (a leading ``^`` is literal)."""
+    """``string.gmatch``: an iterator giving each match's captures (a leading ``^`` is literal).
+    After an empty match the search goes on one byte further."""
     rx, _, caps = translate(pattern, anchor_allowed=False)
-    state = {"pos": min(_start(init, len(src)), len(src) + 1), "last": -1}
+    state = {"pos": _start(init, len(src))}
 
     def step() -> list[Any] | None:
         pos = state["pos"]
-        while pos <= len(src):
-            m = rx.search(src, pos)
-            if m is None:
-                break
-            if m.end() == state["last"]:  # an empty match where the previous one ended
-                pos = m.start() + 1
-                continue
-            state["pos"] = state["last"] = m.end()
-            return _captures(m, src, caps, True)
-        state["pos"] = len(src) + 1
-        return None
+        m = rx.search(src, pos) if pos <= len(src) else None
+        if m is None:
+            state["pos"] = len(src) + 1
+            return None
+        state["pos"] = m.end() if m.end() > m.start() else m.end() + 1
+        return _captures(m, src, caps, True)
 
     return step
 
@@ -229,27 +221,24 @@ def gsub(src: bytes, pattern: bytes, repl: Any, max_n: int | None,
     rx, anchored, caps = translate(pattern)
     limit = len(src) + 1 if max_n is None else max_n
     out = bytearray()
-    pos, last, n = 0, -1, 0
-    while n < limit:
+    pos, n = 0, 0
+    while n < limit and pos <= len(src):
         m = rx.match(src, pos) if anchored else rx.search(src, pos)
         if m is None:
             break
-        if m.end() == last:  # empty match right after the previous match: copy one byte on
-            out += src[pos:m.start() + 1]
-            pos = m.start() + 1
-            if pos > len(src) or anchored:
-                break
-            continue
         n += 1
         out += src[pos:m.start()]
-        whole = src[m.start():m.end()]
         if isinstance(repl, bytes):
             out += _expand(repl, m, src, caps)
         else:
             value = call(repl, _captures(m, src, caps, True))
             new = to_bytes(value)
-            out += whole if new is None else new
-        pos = last = m.end()
+            out += src[m.start():m.end()] if new is None else new
+        if m.end() > m.start():
+            pos = m.end()
+        else:  # an empty match: copy one byte and go on after it
+            out += src[m.start():m.start() + 1]
+            pos = m.start() + 1
         if len(out) > max_out:
             raise MemoryError("not enough memory")
         if anchored:

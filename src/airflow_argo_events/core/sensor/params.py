@@ -22,11 +22,12 @@ import copy
 import json
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from airflow_argo_events.core.events import Event, format_time
 from airflow_argo_events.core.sensor.gotemplate import NO_VALUE, GoTemplate, TemplateError
-from airflow_argo_events.core.sensor.paths import MISSING, compile_path, gjson_string, to_json_text
+from airflow_argo_events.core.sensor.paths import MISSING, compile_path, gjson_string, gjson_type, to_json_text
 from airflow_argo_events.core.spec.sensor import TriggerParameter, TriggerParameterSource
 
 log = logging.getLogger(__name__)
@@ -43,20 +44,6 @@ class ParameterError(ValueError):
 class Resolved:
     text: str
     kind: str  # gjson type name: String, Number, True, False, Null, JSON
-
-
-def _gjson_type(v: Any) -> str:
-    if v is None:
-        return "Null"
-    if v is True:
-        return "True"
-    if v is False:
-        return "False"
-    if isinstance(v, (int, float)):
-        return "Number"
-    if isinstance(v, str):
-        return STRING
-    return JSON
 
 
 def context_json(event: Event) -> dict[str, Any]:
@@ -79,6 +66,8 @@ class CompiledSource:
     src: TriggerParameterSource
     data_template: GoTemplate | TemplateError | None
     context_template: GoTemplate | TemplateError | None
+    simple_key: Any = None
+    """The getter of ``dataKey`` when it is the only way in (no template)."""
 
     @classmethod
     def compile(cls, src: TriggerParameterSource) -> CompiledSource:
@@ -90,11 +79,21 @@ class CompiledSource:
             except TemplateError as err:
                 return err
 
-        return cls(src, tpl(src.data_template), tpl(src.context_template))
+        simple = (compile_path(src.data_key) if src.data_key and not (src.data_template or src.context_template)
+                  else None)
+        return cls(src, tpl(src.data_template), tpl(src.context_template), simple)
 
     def resolve(self, events: dict[str, Event]) -> Resolved | None:
         src = self.src
         event = events.get(src.dependency_name)
+        if event is not None and self.simple_key is not None and type(event.data) is dict:
+            # The common case, a dataKey alone into a JSON object: step 3 below, directly.
+            value = self.simple_key(event.data)
+            if value is not MISSING:
+                kind = gjson_type(value)
+                if kind in (JSON, "Null"):
+                    return Resolved(to_json_text(value), kind)
+                return Resolved(gjson_string(value), kind)
         if event is None:
             return Resolved(src.value, STRING) if src.value is not None else None
         if not (src.context_key or src.data_key or src.data_template or src.context_template):
@@ -128,7 +127,7 @@ class CompiledSource:
         if key:
             value = compile_path(key)(payload)
             if value is not MISSING:
-                kind = _gjson_type(value)
+                kind = gjson_type(value)
                 if kind in (JSON, "Null"):
                     return Resolved(to_json_text(value), kind)
                 return Resolved(gjson_string(value), kind)
@@ -177,13 +176,7 @@ def apply_params(doc: Any, params: list[CompiledParameter], events: dict[str, Ev
     """
     doc = copy.deepcopy(doc)
     for p in params:
-        try:
-            r = p.resolve(events)
-        except ParameterError as err:
-            if strict:
-                raise _failed(p, err) from None
-            log.error("firing %s: parameter %s skipped: %s", firing_id or "-", p.dest, err)
-            continue
+        r = _resolve(p, events, firing_id, strict, "parameter")
         if r is None:
             continue
         if p.operation in ("append", "prepend"):
@@ -191,8 +184,35 @@ def apply_params(doc: Any, params: list[CompiledParameter], events: dict[str, Ev
             if current is not MISSING:
                 cur = gjson_string(current)
                 r = Resolved(cur + r.text if p.operation == "append" else r.text + cur, STRING)
-        doc = set_path(doc, p.dest, _value_of(r, p.use_raw))
+        doc = _set(doc, p, _value_of(r, p.use_raw), firing_id, strict)
     return doc
+
+
+def _skip(p: CompiledParameter, err: ParameterError, firing_id: str, strict: bool, what: str) -> None:
+    """A parameter that cannot be resolved or set: raise when ``strict`` (Argo returns the
+    error and does not run the trigger), else log it; the caller skips it."""
+    if strict:
+        raise _failed(p, err) from None
+    log.error("firing %s: %s %s skipped: %s", firing_id or "-", what, p.dest, err)
+
+
+def _resolve(p: CompiledParameter, events: dict[str, Event], firing_id: str, strict: bool,
+             what: str) -> Resolved | None:
+    """The parameter's value; None when it has none or could not be resolved (see :func:`_skip`)."""
+    try:
+        return p.resolve(events)
+    except ParameterError as err:
+        _skip(p, err, firing_id, strict, what)
+        return None
+
+
+def _set(doc: Any, p: CompiledParameter, value: Any, firing_id: str, strict: bool) -> Any:
+    """``set_path`` for one parameter; sjson's errors fail the firing like an unresolvable parameter."""
+    try:
+        return set_path(doc, p.dest, value)
+    except ParameterError as err:
+        _skip(p, err, firing_id, strict, "parameter")
+        return doc
 
 
 def construct_payload(params: list[CompiledParameter], events: dict[str, Event], firing_id: str = "",
@@ -200,28 +220,22 @@ def construct_payload(params: list[CompiledParameter], events: dict[str, Event],
     """ConstructPayload: a fresh document from payload parameters (empty dest = whole payload)."""
     doc: Any = None
     for p in params:
-        try:
-            r = p.resolve(events)
-        except ParameterError as err:
-            if strict:
-                raise _failed(p, err) from None
-            log.error("firing %s: payload parameter %s skipped: %s", firing_id or "-", p.dest, err)
+        r = _resolve(p, events, firing_id, strict, "payload parameter")
+        if r is None:
             continue
         if not p.dest:
-            if r is None:
-                continue
             try:
                 return json.loads(r.text)
             except ValueError:
                 return r.text
-        if r is None:
-            continue
-        doc = set_path(doc, p.dest, _value_of(r, p.use_raw))
+        doc = _set(doc, p, _value_of(r, p.use_raw), firing_id, strict)
     return doc if doc is not None else {}
 
 
-def _split_dest(path: str) -> list[tuple[str, bool]]:
-    """sjson path segments: (key, forced_object_key). ``\\.`` escapes, ``:0`` forces a key."""
+@lru_cache(maxsize=4096)
+def _split_dest(path: str) -> tuple[tuple[str, bool], ...]:
+    """sjson path segments: (key, forced_object_key). ``\\.`` escapes, ``:0`` forces a key.
+    Remembered: a trigger's dests are few and set on every firing."""
     parts: list[tuple[str, bool]] = []
     cur: list[str] = []
     i = 0
@@ -238,33 +252,62 @@ def _split_dest(path: str) -> list[tuple[str, bool]]:
             cur.append(c)
         i += 1
     parts.append(("".join(cur), False))
-    return [(k[1:], True) if k.startswith(":") else (k, False) for k, _ in parts]
+    return tuple((k[1:], True) if k.startswith(":") else (k, False) for k, _ in parts)
 
 
-def _is_index(key: str, forced: bool) -> bool:
-    return not forced and (key == "-1" or key.isdigit())
+def _numeric(key: str, forced: bool) -> bool:
+    """sjson's ``atoui``: digits only (the empty key too), never a forced ``:`` key."""
+    return not forced and all("0" <= c <= "9" for c in key)
+
+
+def _build(parts: tuple[tuple[str, bool], ...], value: Any) -> Any:
+    """sjson's ``appendBuild``: the rest of a path that does not exist yet. A numeric key makes
+    an array padded with nulls up to it, ``-1`` an array of one; any other key an object."""
+    if not parts:
+        return value
+    key, forced = parts[0]
+    if _numeric(key, forced):
+        return [None] * int(key or 0) + [_build(parts[1:], value)]
+    if key == "-1" and not forced:
+        return [_build(parts[1:], value)]
+    return {key: _build(parts[1:], value)}
 
 
 def set_path(doc: Any, path: str, value: Any) -> Any:
-    """sjson ``Set``: create missing objects, index arrays, ``-1`` or len appends, pad with null."""
+    """sjson ``SetBytes`` (``appendRawPaths``) on a decoded document; returns the new document.
+
+    Each key is looked up as gjson would (an object member; an array element when the key is
+    a number, even a forced ``:0``). Found: the walk goes on into it, or the value replaces it.
+    Not found: a scalar in the way becomes ``[]`` when the key is numeric, else ``{}``; an
+    object gets the key appended; an array is padded with nulls up to a numeric key, appended
+    to for ``-1``, and refuses any other key (ParameterError, as sjson's error).
+
+    >>> set_path({"a": "x"}, "a.1", 5)
+    {'a': [None, 5]}
+    """
+    if not path:
+        raise ParameterError("path cannot be empty")
     parts = _split_dest(path)
 
     def put(node: Any, i: int) -> Any:
         key, forced = parts[i]
-        last = i == len(parts) - 1
-        if isinstance(node, list) and _is_index(key, forced):
-            idx = len(node) if key == "-1" else int(key)
+        if isinstance(node, dict):
+            if key in node:
+                node = dict(node)
+                node[key] = put(node[key], i + 1) if i + 1 < len(parts) else value
+                return node
+            return {**node, key: _build(parts[i + 1:], value)}
+        if isinstance(node, list) and key and _numeric(key, False) and int(key) < len(node):
             node = list(node)
-            while len(node) <= idx:
-                node.append(None)
-            node[idx] = value if last else put(node[idx], i + 1)
+            node[int(key)] = put(node[int(key)], i + 1) if i + 1 < len(parts) else value
             return node
-        if not isinstance(node, dict):
-            if node is None and _is_index(key, forced):
-                return put([], i)
-            node = {}
-        node = dict(node)
-        node[key] = value if last else put(node.get(key), i + 1)
-        return node
+        numeric = _numeric(key, forced)
+        if isinstance(node, list):
+            if numeric:
+                return [*node, *[None] * (int(key or 0) - len(node)), _build(parts[i + 1:], value)]
+            if key == "-1" and not forced:
+                return [*node, _build(parts[i + 1:], value)]
+            raise ParameterError(f"cannot set array element for non-numeric key '{key}'")
+        return put([] if numeric else {}, i)
 
     return put(doc, 0)

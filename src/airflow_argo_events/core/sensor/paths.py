@@ -50,9 +50,48 @@ def _split(path: str) -> list[str] | None:
     return parts
 
 
+# A path ending in one of these modifiers is run as the path before it, then the modifier as
+# Go's gjson 1.19 defines it (the gjson package differs on values that are not strings/objects).
+_TAIL_MODIFIER = re.compile(r"(?:^|(?<!\\)[.|])@(tostr|fromstr|keys)$")
+
+
+def _mod_keys(v: Any) -> Any:
+    """``@keys``: an object's keys; one null per element of an array, one for any other value."""
+    if v is MISSING:
+        return MISSING
+    if isinstance(v, dict):
+        return list(v)
+    return [None] * len(v) if isinstance(v, list) else [None]
+
+
+def _mod_tostr(v: Any) -> Any:
+    """``@tostr``: the value's JSON text, as a string."""
+    return MISSING if v is MISSING else to_json_text(v)
+
+
+def _mod_fromstr(v: Any) -> Any:
+    """``@fromstr``: a string's content read as JSON; any other value as it is (null: nothing)."""
+    if v is MISSING or v is None:
+        return MISSING
+    if not isinstance(v, str):
+        return v
+    try:
+        return json.loads(v)
+    except ValueError:
+        return MISSING
+
+
+_MODIFIERS = {"keys": _mod_keys, "tostr": _mod_tostr, "fromstr": _mod_fromstr}
+
+
 @lru_cache(maxsize=4096)
 def compile_path(path: str) -> Getter:
     """A function returning the value at ``path`` in parsed JSON, or MISSING."""
+    m = _TAIL_MODIFIER.search(path)
+    if m:
+        inner = compile_path(path[:m.start()]) if m.start() else (lambda obj: obj)
+        modifier = _MODIFIERS[m.group(1)]
+        return lambda obj: modifier(inner(obj))
     parts = _split(path)
     if parts is None:
         return _full_gjson(path)
@@ -80,11 +119,20 @@ def compile_path(path: str) -> Getter:
 _BARE_KEY = re.compile(r'(?<=[{,])([A-Za-z_][A-Za-z0-9_-]*):(?!\s*[{\[])')
 
 
+_HASH_SEGMENT = re.compile(r"(?<!\\)\.#(?=$|[.(])")
+
+
 def _full_gjson(path: str) -> Getter:
     path = _BARE_KEY.sub(r'"\1":', path) if "{" in path else path
+    # ``x.#`` counts or maps over an array; on an object Go's gjson looks for a key "#"
+    # (there is none), where the gjson package would walk the object's values.
+    hash_at = _HASH_SEGMENT.search(path)
+    before_hash = compile_path(path[:hash_at.start()]) if hash_at and _split(path[:hash_at.start()]) else None
 
     def get(obj: Any) -> Any:
         if isinstance(obj, (bytes, str)) or obj is None:
+            return MISSING
+        if before_hash is not None and isinstance(before_hash(obj), dict):
             return MISSING
         try:
             return gjson.GJSON(obj).get(path, quiet=False)
@@ -129,6 +177,17 @@ def format_float_f(f: float) -> str:
     return format(Decimal(repr(f)).normalize(), "f")
 
 
+def go_json_number(f: float) -> int | float:
+    """A float64 as Go's ``json.Marshal`` writes it, read back: integral values below 1e21
+    are written in full with the shortest digits (``1.2345678901234567e19`` is
+    ``12345678901234567000``), so they come back as that int; others stay floats."""
+    if f.is_integer() and abs(f) < 1e21:
+        if abs(f) < 2**53:
+            return int(f)
+        return int(Decimal(repr(f)))
+    return f
+
+
 def format_float_v(f: float) -> str:
     """Go's ``%v`` of a float64 (``strconv.FormatFloat(f, 'g', -1, 64)``): ``21``, ``2.5``,
     ``1e+06``, ``1.23456789e+08``, ``1e-05``. An exponent is used from 1e+06 on and below 1e-4."""
@@ -164,6 +223,17 @@ def gjson_type(value: Any) -> str:
     if isinstance(value, str):
         return "String"
     return "JSON"
+
+
+def go_value(v: Any) -> Any:
+    """Decoded JSON as gjson's ``Value()`` hands it to govaluate and Go templates: every number a float64."""
+    if type(v) is int:
+        return float(v)
+    if isinstance(v, list):
+        return [go_value(x) for x in v]
+    if isinstance(v, dict):
+        return {k: go_value(x) for k, x in v.items()}
+    return v
 
 
 def go_sprint(value: Any) -> str:

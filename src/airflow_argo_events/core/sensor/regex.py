@@ -16,6 +16,7 @@ airflow_argo_events.core.sensor.regex.RegexError: invalid regex '(a)\\\\1': inva
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -70,3 +71,31 @@ def matches(rx: Any, text: str) -> bool:
     a lone surrogate (JSON allows ``\\ud800``) is kept as its bytes rather than failing.
     """
     return rx.search(text.encode("utf-8", "surrogatepass")) is not None
+
+
+_LITERAL = re.compile(r"(\^?)([A-Za-z0-9 _\-:/@#%&=,;<>!~'\"`]*)(\$?)")
+"""Plain ASCII text, optionally anchored: no character in it means anything to RE2 (or Go)."""
+
+
+def text_test(pattern: str) -> Callable[[str], bool]:
+    """``lambda text: matches(go_regex(pattern), text)``, compiled once; ``RegexError`` as ``go_regex``.
+
+    A pattern of plain ASCII text (``^order``, ``created$``, ``eu-west``) becomes a string
+    test, which is what RE2 would decide (``$`` is the end of the text, as in Go, and an
+    ASCII byte never occurs inside another character's UTF-8), without its call overhead.
+
+    >>> text_test("^order")("order-created"), text_test("^order")("reorder")
+    (True, False)
+    """
+    rx = go_regex(pattern)
+    m = _LITERAL.fullmatch(pattern)
+    if m is None:
+        return lambda text: matches(rx, text)
+    start, lit, end = m.groups()
+    if start and end:
+        return lambda text: text == lit
+    if start:
+        return lambda text: text.startswith(lit)
+    if end:
+        return lambda text: text.endswith(lit)
+    return lambda text: lit in text

@@ -40,5 +40,6 @@ class EventFilter:
 
 
 def event_filter(cfg: EventConfig) -> EventFilter | None:
-    f = getattr(cfg.spec, "filter", None)
-    return EventFilter(f.expression) if f is not None and f.expression else None
+    # resource's ``filter`` is Argo's ResourceFilter (labels, fields, ...), which has no expression
+    expression = getattr(getattr(cfg.spec, "filter", None), "expression", "")
+    return EventFilter(expression) if expression else None

@@ -50,6 +50,10 @@ class Source(ABC):
     """One event of an EventSource manifest, as an async iterator of SourceEvents."""
 
     type = ""
+    concurrent = False
+    """True when the source's events have no order among themselves (each HTTP request is
+    its own caller): the runtime then publishes several at once. Queue-like sources keep
+    False, so their events reach the bus one at a time, in the order they were read."""
 
     def __init__(self, cfg: EventConfig, ctx: SourceContext | None = None) -> None:
         self.cfg = cfg
@@ -82,7 +86,10 @@ def source_class(type_name: str) -> type[Source]:
     from importlib import import_module
 
     modules = {"webhook": "webhook", "calendar": "calendar", "file": "file", "hdfs": "hdfs", "nats": "nats",
-               "amqp": "amqp", "mqtt": "mqtt", "redis": "redis", "redisStream": "redis"}
+               "amqp": "amqp", "mqtt": "mqtt", "redis": "redis", "redisStream": "redis", "kafka": "kafka",
+               "sqs": "sqs", "sns": "sns", "github": "github", "gitlab": "gitlab", "slack": "slack",
+               "stripe": "stripe", "bitbucketserver": "bitbucketserver", "bitbucket": "bitbucket", "prefect": "prefect",
+               "resource": "resource", "sftp": "sftp", "generic": "generic"}
     if type_name not in modules:
         raise NotImplementedError(f"event source type {type_name!r} is not supported by airflow-argo-events; "
                                   f"supported: {', '.join(sorted(modules))}")

@@ -297,6 +297,7 @@ class WebhookSource(Source):
     """
 
     type = "webhook"
+    concurrent = True  # concurrent requests have no order (Argo publishes each from its own handler too)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -406,14 +407,9 @@ class WebhookSource(Source):
             token = self.ctx.secrets.get(spec.auth_secret, f"{self.label}.authSecret")
             if not hmac.compare_digest(_b(request.headers.get("Authorization", "")), b"Bearer " + _b(token)):
                 return self._refuse(401, "invalid or missing bearer token")
-        try:
-            body = await asyncio.wait_for(read_body(request.content, limit), self.limits.read_timeout)
-        except BodyTooLarge:
-            return self._refuse(413, f"body exceeds maxPayloadSize {limit}", close=True)
-        except asyncio.TimeoutError:
-            return self._refuse(408, f"body not received within {self.limits.read_timeout:g}s", close=True)
-        except HttpProcessingError as err:
-            return self._refuse(400, f"malformed body: {err.message}", close=True)
+        body = await self._read(request, limit)
+        if isinstance(body, web.Response):
+            return body
         if spec.signature is not None:
             problem = self._check_signature(request, body)
             if problem:
@@ -431,6 +427,23 @@ class WebhookSource(Source):
             ev.id = event_id(self.cfg.source, self.cfg.name, delivery)
         return await self._hand_over(ev)
 
+    async def _read(self, request: web.Request, limit: int) -> bytes | web.Response:
+        """The body within ``limit`` bytes and ``read_timeout``, else the refusal to answer with."""
+        content = request.content
+        try:
+            if content.is_eof():  # the whole body came with the headers (most webhooks): no wait, no timer
+                body = content.read_nowait()
+                if len(body) > limit:
+                    raise BodyTooLarge(len(body))
+                return body
+            return await asyncio.wait_for(read_body(content, limit), self.limits.read_timeout)
+        except BodyTooLarge:
+            return self._refuse(413, f"body exceeds maxPayloadSize {limit}", close=True)
+        except asyncio.TimeoutError:
+            return self._refuse(408, f"body not received within {self.limits.read_timeout:g}s", close=True)
+        except HttpProcessingError as err:
+            return self._refuse(400, f"malformed body: {err.message}", close=True)
+
     @staticmethod
     def _body(request: web.Request, body: bytes) -> Any:
         if request.method.upper() == "GET":
@@ -441,10 +454,14 @@ class WebhookSource(Source):
 
     async def _hand_over(self, ev: SourceEvent) -> web.Response:
         retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-        try:
-            await asyncio.wait_for(self._queue.put(ev), self.limits.queue_timeout)
-        except asyncio.TimeoutError:
-            return self._refuse(503, f"event queue full for {self.limits.queue_timeout:g}s; retry", headers=retry)
+        if not self._queue.full():
+            self._queue.put_nowait(ev)  # room now: no waiter, no timer
+        else:
+            try:
+                await asyncio.wait_for(self._queue.put(ev), self.limits.queue_timeout)
+            except asyncio.TimeoutError:
+                return self._refuse(503, f"event queue full for {self.limits.queue_timeout:g}s; retry",
+                                    headers=retry)
         self.received += 1
         assert ev.published is not None
         try:

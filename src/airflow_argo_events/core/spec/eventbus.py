@@ -8,15 +8,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import Field, model_validator
 
-from airflow_argo_events.core.bus.settings import NatsSettings
-from airflow_argo_events.core.bus.stream import StreamSettings
 from airflow_argo_events.core.spec.base import ArgoModel, ObjectMeta, OpenModel, SecretKeySelector
 from airflow_argo_events.core.spec.durations import parse_duration
+
+if TYPE_CHECKING:  # the bus package brings the NATS client: imported when a bus is used, not to validate
+    from airflow_argo_events.core.bus.settings import NatsSettings
+    from airflow_argo_events.core.bus.stream import StreamSettings
 
 
 class JetStreamBus(OpenModel):
@@ -71,6 +73,8 @@ class EventBus(ArgoModel):
 
     def stream_settings(self) -> StreamSettings:
         """The stream this bus uses: Argo's defaults, overridden by ``streamConfig``."""
+        from airflow_argo_events.core.bus.stream import StreamSettings
+
         base = StreamSettings()
         cfg = yaml.safe_load(self._stream_config() or "") or {}
         replicas = cfg.get("replicas")
@@ -91,4 +95,6 @@ class EventBus(ArgoModel):
         """Servers for ``jetstreamExotic``; None for a bus Argo would run itself."""
         if self.spec.jetstream_exotic is None:
             return None
+        from airflow_argo_events.core.bus.settings import NatsSettings
+
         return NatsSettings.from_url(self.spec.jetstream_exotic.url).with_label(f"EventBus {self.metadata.name}")

@@ -1,7 +1,7 @@
 """Argo's ``Sensor`` manifest (argoproj.io/v1alpha1) as typed models.
 
-Every field of Argo v1.9's SensorSpec loads; trigger types we cannot execute (awsLambda,
-custom, openWhisk, pulsar, azure*, email) load too and are refused clearly when run.
+Every field of Argo v1.9's SensorSpec loads; trigger types we cannot execute (custom,
+openWhisk, pulsar, azure*, email) load too and are refused clearly when run.
 Validation follows Argo's admission webhook (``pkg/reconciler/sensor/validate.go``),
 plus one deliberate difference: a condition naming an unknown dependency is an error.
 
@@ -21,6 +21,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from airflow_argo_events.core.spec.base import ArgoModel, ObjectMeta, OpenModel, SecretKeySelector
+from airflow_argo_events.core.spec.extensions import extension
 
 LogicalOperator = Literal["", "and", "or"]
 Comparator = Literal["", ">=", ">", "=", "!=", "<", "<="]
@@ -268,6 +269,18 @@ class TLSConfig(ArgoModel):
     enabled: bool = Field(False, description="TLS with the system's CAs and no client certificate.")
 
 
+class SASLConfig(ArgoModel):
+    """Kafka SASL (Argo's ``SASLConfig``): PLAIN unless another mechanism is named."""
+
+    mechanism: str = Field("", description="PLAIN (default), SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or GSSAPI.")
+    user_secret: SecretKeySelector | None = None
+    password_secret: SecretKeySelector | None = None
+
+    def get_mechanism(self) -> str:
+        return self.mechanism if self.mechanism in ("OAUTHBEARER", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI") \
+            else "PLAIN"
+
+
 class ValueFromSource(ArgoModel):
     secret_key_ref: SecretKeySelector | None = None
     config_map_key_ref: SecretKeySelector | None = None
@@ -323,13 +336,50 @@ class NATSTrigger(ArgoModel):
     auth: NATSAuth | None = None
 
 
-class KafkaTrigger(OpenModel):
-    url: str
+class KafkaTrigger(ArgoModel):
+    """Argo's kafka trigger: the payload as one record; the firing id rides in ``Idempotency-Key``."""
+
+    url: str = Field(description="Brokers, comma-separated host:port.")
     topic: str
-    payload: list[TriggerParameter] | None = None
+    partition: int = Field(0, description="Deprecated in Argo and ignored there too.")
     parameters: list[TriggerParameter] | None = None
-    partitioning_key: str | None = None
+    required_acks: int = Field(0, description="0 = all replicas (Argo's default), 1 = leader, -1 = all.")
+    compress: bool = Field(False, description="Snappy-compress records.")
+    flush_frequency: int = Field(0, description="Milliseconds a batch may wait (default 500 in Argo; linger here).")
+    tls: TLSConfig | None = None
+    payload: list[TriggerParameter] | None = None
+    partitioning_key: str | None = Field(None, description="Record key; default: the firing id.")
+    version: str = Field("", description="Kafka protocol version for sarama; the client here negotiates it.")
+    sasl: SASLConfig | None = None
+    schema_registry: dict[str, Any] | None = Field(None, description="Avro via a schema registry: not supported here.")
     headers: dict[str, str] | None = None
+    secure_headers: list[SecureHeader] | None = None
+
+
+LAMBDA_INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+
+
+class AWSLambdaTrigger(ArgoModel):
+    """Argo's awsLambda trigger: invoke a function with the payload built from ``payload`` parameters.
+
+    The firing id rides in the invocation's ClientContext (``custom.idempotencyKey``), which
+    Lambda hands to the function for synchronous (RequestResponse) invocations.
+
+    >>> AWSLambdaTrigger.model_validate({"functionName": "hello", "region": "us-east-1", "payload": []}).function_name
+    'hello'
+    """
+
+    function_name: str = Field("", description="Name, ARN or partial ARN of the function (with :version or :alias).")
+    access_key: SecretKeySelector | None = Field(None, description="AWS access key id; without it the default chain.")
+    secret_key: SecretKeySelector | None = Field(None, description="AWS secret access key.")
+    region: str = Field("", description="AWS region of the function.")
+    payload: list[TriggerParameter] | None = Field(None, description="Parameters that build the function's input.")
+    parameters: list[TriggerParameter] | None = None
+    invocation_type: str | None = Field(
+        None, description="RequestResponse (default: wait for the function), Event (queue it) or DryRun.")
+    role_arn: str = Field("", alias="roleARN", description="Role to assume through STS.")
+    endpoint: str = Field("", description="Extension (not in Argo): another Lambda endpoint (LocalStack, moto, a "
+                                          "VPC endpoint).", json_schema_extra=extension("awsLambda endpoint"))
 
 
 class SlackThread(ArgoModel):
@@ -376,6 +426,44 @@ class AirflowDagRunTrigger(ArgoModel):
     note: str = ""
 
 
+class PrefectTrigger(ArgoModel):
+    """This project's extension: create one flow run of a Prefect deployment per firing.
+
+    ``parameters`` are Argo trigger parameters whose ``dest`` is a path in the flow run's
+    parameters (``order_id``, ``customer.name``): the same rules as an http trigger's
+    ``payload``. The firing id is the flow run's idempotency key, so a retried firing
+    finds its run instead of making a second one.
+
+    >>> PrefectTrigger.model_validate({"deployment": "orders/process"}).deployment
+    'orders/process'
+    """
+
+    deployment: str = Field(description="The deployment as 'flow name/deployment name', or its id (a UUID).")
+    parameters: list[TriggerParameter] | None = Field(
+        None, description="Flow run parameters built from the events; dest is the parameter's path.")
+    tags: list[str] | None = Field(None, description="Tags of the flow run (added to the deployment's).")
+    job_variables: dict[str, Any] | None = Field(None, description="Job variables for the work pool's worker.")
+    flow_run_name: str = Field("", description="Name of the flow run (default: Prefect's generated name).")
+    work_queue_name: str = Field("", description="Work queue of the run (default: the deployment's).")
+
+
+class PrefectEventTrigger(ArgoModel):
+    """This project's extension: emit one Prefect event per firing (automations can react to it).
+
+    ``payload`` builds the event's payload as an http trigger's body; ``parameters`` may
+    rewrite this block (e.g. ``dest: resource.order``). The event id is derived from the
+    firing id, so a retried firing emits the same event.
+    """
+
+    event: str = Field(description="The event name, e.g. 'shop.order.paid'.")
+    resource: dict[str, str] | None = Field(
+        None, description="The event's resource labels; prefect.resource.id defaults to argo-events.sensor.<name>.")
+    related: list[dict[str, str]] | None = Field(None, description="Related resources (each with prefect.resource.id "
+                                                                   "and prefect.resource.role).")
+    payload: list[TriggerParameter] | None = None
+    parameters: list[TriggerParameter] | None = None
+
+
 class UnsupportedTrigger(OpenModel):
     """A trigger type that loads but that this project does not execute."""
 
@@ -383,15 +471,61 @@ class UnsupportedTrigger(OpenModel):
     payload: list[TriggerParameter] | None = None
 
 
-TRIGGER_TYPES = ("k8s", "argo_workflow", "http", "nats", "kafka", "slack", "log", "airflow",
-                 "aws_lambda", "custom", "open_whisk", "azure_event_hubs", "pulsar", "azure_service_bus", "email")
-EXECUTABLE = {"k8s", "argoWorkflow", "http", "nats", "slack", "log", "airflow"}
+TRIGGER_TYPES = ("k8s", "argo_workflow", "http", "nats", "kafka", "slack", "log", "airflow", "prefect",
+                 "prefect_event", "aws_lambda", "custom", "open_whisk", "azure_event_hubs", "pulsar",
+                 "azure_service_bus", "email")
+EXECUTABLE = {"k8s", "argoWorkflow", "http", "nats", "kafka", "slack", "log", "airflow", "prefect", "prefectEvent",
+              "awsLambda"}
+EXTENSION_TRIGGERS = {"airflow": "starts an Airflow DAG run", "prefect": "creates a Prefect flow run",
+                      "prefectEvent": "emits a Prefect event"}
+"""Trigger kinds this project adds to Argo's (``validate`` names them; Argo refuses them)."""
+
+
+MAX_THRESHOLD = 10_000
+"""A threshold counts at most this many events (their ids live in one state entry)."""
+DEFAULT_MAX_PENDING = 100_000
+
+
+class Correlation(ArgoModel):
+    """Extension (not in Argo Events): condition state kept per correlation key, a time
+    window and thresholds. A plain Argo manifest never has it, and behaves as in Argo.
+
+    ``keys`` maps every dependency of the condition to a GJSON path in its event; events
+    with the same key value are matched together, each key value with its own condition
+    state. ``window`` (a Go duration) makes an event count only that long after its time.
+    ``threshold`` asks for N events of a dependency (within the window) before it counts.
+
+    >>> c = Correlation.model_validate({"keys": {"order": "body.id", "payment": "body.orderId"},
+    ...                                 "window": "15m", "maxPending": 1000})
+    >>> c.window_seconds(), c.max_pending
+    (900.0, 1000)
+    """
+
+    keys: dict[str, str] | None = Field(
+        None, description="GJSON path of the correlation key per dependency, e.g. {order: body.id}.",
+        json_schema_extra=extension("correlation keys"))
+    window: str = Field("", description="Go duration: an event counts this long after its time, e.g. 15m.",
+                        json_schema_extra=extension("correlation window"))
+    max_pending: int | None = Field(
+        None, description=f"Most keys with a partial match (default {DEFAULT_MAX_PENDING:,}); the oldest are "
+                          "evicted beyond it, counted and logged.",
+        json_schema_extra=extension("correlation maxPending"))
+    threshold: dict[str, int] | None = Field(
+        None, description="Events of a dependency needed before it counts, e.g. {failure: 3}.",
+        json_schema_extra=extension("threshold"))
+
+    def window_seconds(self) -> float | None:
+        from airflow_argo_events.core.spec.durations import parse_duration
+
+        return parse_duration(self.window) if self.window else None
 
 
 class TriggerTemplate(ArgoModel):
     name: str = Field(description="Unique trigger name.")
     conditions: str = Field("", description="Boolean expression over dependency names; default: all, joined with &&.")
     conditions_reset: list[ConditionsResetCriteria] | None = None
+    correlation: Correlation | None = Field(
+        None, description="Extension: condition state per correlation key, a time window, thresholds.")
     k8s: StandardK8STrigger | None = None
     argo_workflow: ArgoWorkflowTrigger | None = None
     http: HTTPTrigger | None = None
@@ -399,8 +533,13 @@ class TriggerTemplate(ArgoModel):
     kafka: KafkaTrigger | None = None
     slack: SlackTrigger | None = None
     log: LogTrigger | None = None
-    airflow: AirflowDagRunTrigger | None = Field(None, description="Extension: start an Airflow DAG run.")
-    aws_lambda: UnsupportedTrigger | None = Field(None, alias="awsLambda")
+    airflow: AirflowDagRunTrigger | None = Field(None, description="Extension: start an Airflow DAG run.",
+                                                 json_schema_extra=extension("airflow trigger"))
+    prefect: PrefectTrigger | None = Field(None, description="Extension: create a Prefect flow run.",
+                                           json_schema_extra=extension("prefect trigger"))
+    prefect_event: PrefectEventTrigger | None = Field(None, description="Extension: emit a Prefect event.",
+                                                      json_schema_extra=extension("prefectEvent trigger"))
+    aws_lambda: AWSLambdaTrigger | None = Field(None, alias="awsLambda")
     custom: UnsupportedTrigger | None = None
     open_whisk: UnsupportedTrigger | None = None
     azure_event_hubs: UnsupportedTrigger | None = None
@@ -474,6 +613,15 @@ class Sensor(ArgoModel):
         from airflow_argo_events.core.spec.sensor_validation import sensor_warnings
 
         return sensor_warnings(self)
+
+    def extensions(self) -> list[tuple[str, str]]:
+        """This project's additions to Argo the manifest uses, as ``(field path, what it does)``."""
+        out = []
+        for i, trig in enumerate(self.spec.triggers):
+            t = trig.template
+            if t is not None and t.kind in EXTENSION_TRIGGERS:
+                out.append((f"spec.triggers[{i}].template.{t.kind}", EXTENSION_TRIGGERS[t.kind]))
+        return out
 
     def dependency(self, name: str) -> EventDependency:
         for d in self.spec.dependencies:

@@ -20,7 +20,8 @@ K8S_OPERATIONS = {"", "create", "update", "patch", "delete"}
 WORKFLOW_OPERATIONS = {"submit", "submit-from", "suspend", "retry", "resume", "resubmit", "terminate", "stop"}
 HTTP_METHODS = ("GET", "DELETE", "PATCH", "POST", "PUT")
 CRON_FIELDS = 5
-TRIGGER_TYPES = ("k8s", "argo_workflow", "http", "nats", "kafka", "slack", "log", "airflow", "aws_lambda", "custom",
+TRIGGER_TYPES = ("k8s", "argo_workflow", "http", "nats", "kafka", "slack", "log", "airflow", "prefect", "prefect_event",
+                 "aws_lambda", "custom",
                  "open_whisk", "azure_event_hubs", "pulsar", "azure_service_bus", "email")
 
 
@@ -127,6 +128,12 @@ def _trigger(trig: Trigger, base: str, deps: dict[str, int]) -> list[tuple[str, 
                 errors.append((f"{base}.template.conditions",
                                f"unknown dependency {', '.join(map(repr, unknown))}; "
                                f"known: {', '.join(sorted(deps))}"))
+    if t.correlation is not None:
+        if base.endswith(".dlqTrigger"):
+            errors.append((f"{base}.template.correlation", "a dlqTrigger fires on its trigger's events: "
+                                                          "correlation has no effect there; remove it"))
+        else:
+            errors += _correlation(t, f"{base}.template.correlation", deps)
     for j, reset in enumerate(t.conditions_reset or []):
         where = f"{base}.template.conditionsReset[{j}]"
         if reset.by_time is None:
@@ -193,6 +200,15 @@ def _trigger(trig: Trigger, base: str, deps: dict[str, int]) -> list[tuple[str, 
             errors.append((f"{tpl}.airflow", "url or connId is required"))
         errors += _params(t.airflow.parameters, f"{tpl}.airflow.parameters")
         errors += _params(t.airflow.payload, f"{tpl}.airflow.payload")
+    if t.prefect is not None:
+        errors += _prefect(t.prefect, f"{tpl}.prefect")
+    if t.prefect_event is not None:
+        if not t.prefect_event.event:
+            errors.append((f"{tpl}.prefectEvent.event", "event must not be empty"))
+        errors += _params(t.prefect_event.payload, f"{tpl}.prefectEvent.payload", allow_empty_dest=True)
+        errors += _params(t.prefect_event.parameters, f"{tpl}.prefectEvent.parameters")
+    if t.aws_lambda is not None:
+        errors += _aws_lambda(t.aws_lambda, f"{tpl}.awsLambda")
     errors += _unsupported(t, tpl)
     errors += _policy(trig, base)
     errors += _params(trig.parameters, f"{base}.parameters")
@@ -208,6 +224,97 @@ def _trigger(trig: Trigger, base: str, deps: dict[str, int]) -> list[tuple[str, 
     return errors
 
 
+def _correlation(t: TriggerTemplate, where: str, deps: dict[str, int]) -> list[tuple[str, str]]:
+    """The correlation extension: keys, window, maxPending and threshold name the condition's dependencies."""
+    from airflow_argo_events.core.sensor.conditions import Condition, ConditionError, canonical
+    from airflow_argo_events.core.spec.durations import parse_duration
+    from airflow_argo_events.core.spec.sensor import MAX_THRESHOLD
+
+    c = t.correlation
+    assert c is not None
+    try:
+        cond = Condition.parse(t.conditions) if t.conditions else Condition.all_of(list(deps))
+    except ConditionError:
+        return []  # reported at .conditions
+    by_canonical = {canonical(n): n for n in deps}
+    listened = [by_canonical[n] for n in cond.names if n in by_canonical]
+    errors: list[tuple[str, str]] = []
+
+    def named(field: str, names: dict[str, object]) -> None:
+        for name in names:
+            if canonical(name) not in cond.names:
+                errors.append((f"{where}.{field}.{name}", f"{name!r} is not a dependency of this trigger's "
+                                                          f"condition ({', '.join(listened)})"))
+
+    if c.keys is not None:
+        if not c.keys:
+            errors.append((f"{where}.keys", "must name a GJSON path for each dependency of the condition"))
+        named("keys", c.keys)
+        given = {canonical(n) for n in c.keys}
+        for dep in listened:
+            if canonical(dep) not in given:
+                errors.append((f"{where}.keys", f"dependency {dep!r} has no key path: every dependency of the "
+                                                f"condition needs one (e.g. {dep}: body.id)"))
+        for name, path in c.keys.items():
+            if not path.strip():
+                errors.append((f"{where}.keys.{name}", "the GJSON path must not be empty"))
+    if c.window:
+        try:
+            seconds = parse_duration(c.window)
+        except ValueError as err:
+            errors.append((f"{where}.window", str(err)))
+        else:
+            if seconds <= 0:
+                errors.append((f"{where}.window", f"must be a positive duration, got {c.window!r}"))
+    if c.max_pending is not None:
+        if c.keys is None:
+            errors.append((f"{where}.maxPending", "bounds the number of pending keys: it needs keys"))
+        elif c.max_pending < 1:
+            errors.append((f"{where}.maxPending", f"must be at least 1, got {c.max_pending}"))
+    if c.threshold is not None:
+        named("threshold", c.threshold)
+        for name, n in c.threshold.items():
+            if not 1 <= n <= MAX_THRESHOLD:
+                errors.append((f"{where}.threshold.{name}", f"must be between 1 and {MAX_THRESHOLD}, got {n}"))
+    counts = any(n > 1 for n in (c.threshold or {}).values())
+    if not cond.requires_and and not counts:
+        errors.append((where, f"condition {cond.text!r} has no && and no threshold above 1: every event fires "
+                              "alone and nothing is kept, so correlation has no effect"))
+    return errors
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
+
+
+def _prefect(p: Any, where: str) -> list[tuple[str, str]]:
+    """The prefect extension: a deployment named 'flow/deployment' (or its id), parameters with a dest."""
+    errors = []
+    flow, slash, name = p.deployment.partition("/")
+    if not (_UUID.fullmatch(p.deployment) or (slash and flow.strip() and name.strip() and "/" not in name)):
+        errors.append((f"{where}.deployment", f"write 'flow name/deployment name' or the deployment's id, "
+                                              f"got {p.deployment!r}"))
+    return errors + _params(p.parameters, f"{where}.parameters")
+
+
+def _aws_lambda(c: Any, where: str) -> list[tuple[str, str]]:
+    """Argo's awsLambda checks (functionName, region, payload), plus what Lambda would refuse at each firing."""
+    from airflow_argo_events.core.spec.sensor import LAMBDA_INVOCATION_TYPES
+
+    errors = [(f"{where}.{alias}", f"{alias} is required") for alias, value in
+              (("functionName", c.function_name), ("region", c.region)) if not value]
+    if c.payload is None:
+        errors.append((f"{where}.payload", "payload is required (a list of parameters)"))
+    if c.invocation_type is not None and c.invocation_type not in LAMBDA_INVOCATION_TYPES:
+        errors.append((f"{where}.invocationType", f"must be one of {', '.join(LAMBDA_INVOCATION_TYPES)}, "
+                                                   f"got {c.invocation_type!r}"))
+    if (c.access_key is None) != (c.secret_key is None):
+        errors.append((f"{where}.{'secretKey' if c.secret_key is None else 'accessKey'}",
+                       "accessKey and secretKey go together"))
+    if c.endpoint and not c.endpoint.startswith(("http://", "https://")):
+        errors.append((f"{where}.endpoint", f"must be an http(s) URL, got {c.endpoint!r}"))
+    return errors + _params(c.payload, f"{where}.payload") + _params(c.parameters, f"{where}.parameters")
+
+
 def _unsupported(t: TriggerTemplate, tpl: str) -> list[tuple[str, str]]:
     """Argo's checks for the trigger types that load here but do not run (their blocks stay open)."""
     errors: list[tuple[str, str]] = []
@@ -220,10 +327,6 @@ def _unsupported(t: TriggerTemplate, tpl: str) -> list[tuple[str, str]]:
             if not extra(body, key):
                 errors.append((f"{where}.{key}", f"{key} is required"))
 
-    if t.aws_lambda is not None:
-        need(t.aws_lambda, f"{tpl}.awsLambda", "functionName", "region")
-        if t.aws_lambda.payload is None:
-            errors.append((f"{tpl}.awsLambda.payload", "payload is required (a list of parameters)"))
     if t.open_whisk is not None:
         need(t.open_whisk, f"{tpl}.openWhisk", "actionName", "host")
         token = extra(t.open_whisk, "authToken")
@@ -240,7 +343,7 @@ def _unsupported(t: TriggerTemplate, tpl: str) -> list[tuple[str, str]]:
         port = extra(t.email, "port")
         if port is not None and not (isinstance(port, int) and 0 <= port <= 65535):
             errors.append((f"{tpl}.email.port", f"must be between 0 and 65535, got {port!r}"))
-    for attr, alias in (("aws_lambda", "awsLambda"), ("open_whisk", "openWhisk"), ("custom", "custom"),
+    for attr, alias in (("open_whisk", "openWhisk"), ("custom", "custom"),
                         ("email", "email"), ("azure_event_hubs", "azureEventHubs"), ("pulsar", "pulsar"),
                         ("azure_service_bus", "azureServiceBus")):
         body = getattr(t, attr)

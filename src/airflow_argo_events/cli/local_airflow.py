@@ -1,4 +1,7 @@
-"""A real Airflow for end-to-end tests and the Airflow demo: SQLite or PostgreSQL, LocalExecutor, four components."""
+"""A real local Airflow (SQLite or PostgreSQL, LocalExecutor, four components).
+
+The one `argo-events demo --airflow` runs; the end-to-end tests reuse it.
+"""
 
 from __future__ import annotations
 
@@ -80,6 +83,9 @@ class AirflowInstance:
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
             "AIRFLOW__API__WORKERS": "1",
+            # Airflow 3.0.x signs JWTs with iss=None when this is unset, which PyJWT >= 2.10 refuses
+            # (POST /auth/token answers 500); 3.1+ does not need it, and naming the issuer is good practice.
+            "AIRFLOW__API_AUTH__JWT_ISSUER": "argo-events-local",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
@@ -94,6 +100,8 @@ class AirflowInstance:
         if postgres:
             self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = postgres
         self._token: str | None = None
+        self.variables: dict[str, str] = {}
+        """Airflow Variables stored in the metadata database before any component starts."""
 
     # ------------------------------------------------------------ processes
 
@@ -107,9 +115,16 @@ class AirflowInstance:
             self.procs[name] = subprocess.Popen(args, env=self.env, stdout=log, stderr=log, start_new_session=True)
 
     def start(self) -> None:
-        out = self.cli("db", "migrate")
+        out = self.cli("db", "migrate", timeout=600)  # minutes on a loaded machine
         if out.returncode:
             raise RuntimeError(out.stderr[-3000:])
+        if self.variables:
+            path = self.home / "variables.json"
+            path.write_text(json.dumps(self.variables))
+            out = self.cli("variables", "import", str(path))
+            path.unlink()
+            if out.returncode:
+                raise RuntimeError(out.stderr[-3000:])
         for name in COMPONENTS:
             self.start_component(name)
         self.wait_healthy()
@@ -205,6 +220,16 @@ class AirflowInstance:
         raise AssertionError(f"timed out waiting for {what or cond}: last {last!r}; logs in {self.home}")
 
     def watchers_ready(self, n: int) -> bool:
-        rows = self.query("select count(distinct t.id) from trigger t join asset_watcher w on w.trigger_id = t.id "
-                          "where t.triggerer_id is not null")
-        return rows[0][0] >= n
+        # Airflow 3.0 links assets and triggers in asset_trigger; 3.1 renamed it asset_watcher.
+        table = getattr(self, "_watcher_table", None)
+        for candidate in ([table] if table else ["asset_watcher", "asset_trigger"]):
+            try:
+                rows = self.query(f"select count(distinct t.id) from trigger t join {candidate} w "
+                                  "on w.trigger_id = t.id where t.triggerer_id is not null")
+            except Exception as err:
+                if "does not exist" in str(err) or "no such table" in str(err):
+                    continue
+                raise
+            self._watcher_table = candidate
+            return rows[0][0] >= n
+        return False

@@ -1,0 +1,125 @@
+"""The fast CloudEvent decode path (``events._plain_event``) against the SDK path.
+
+For any structured-mode message, ``decode`` must give what the ``cloudevents`` SDK path
+alone gives: the same Event, or the same one-line error. Hypothesis builds messages from
+attribute values that the SDK accepts and values it refuses (empty, wrong type, another
+specversion, extensions, base64 data, times in every shape Go and Python write).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from airflow_argo_events.core import events as E
+from airflow_argo_events.core.exceptions import EventDecodeError
+
+_json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                          st.text(max_size=12))
+_json = st.recursive(_json_scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                           st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+                     max_leaves=8)
+_name = st.one_of(st.text(min_size=1, max_size=16), st.sampled_from(["order", "shop", "webhook", "a.b-c_d", "x y"]))
+_bad = st.one_of(st.just(""), st.none(), st.integers(), st.booleans(), st.lists(st.integers(), max_size=2),
+                 st.dictionaries(st.text(max_size=3), st.integers(), max_size=1))
+_times = st.one_of(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                 timezones=st.sampled_from([timezone.utc, None])).map(lambda t: t.isoformat()),
+    st.builds(lambda s, frac, z: f"2024-05-0{s}T10:11:12{frac}{z}", st.integers(1, 9),
+              st.sampled_from(["", ".1", ".123", ".123456", ".123456789"]),
+              st.sampled_from(["Z", "+02:00", "-07:30", ""])),
+    st.sampled_from(["", "yesterday", "2024-13-01T00:00:00Z", "9999-12-31T23:59:00-14:00"]),
+)
+
+
+_ATTRS = ("id", "source", "type", "subject", "datacontenttype", "specversion", "time", "data")
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid message as an EventSource writes it (optional attributes in or out), then
+    none, one or two changes that may or may not make it one the SDK refuses."""
+    doc: dict[str, Any] = {"id": draw(_name), "source": draw(_name), "type": draw(_name)}
+    if draw(st.booleans()):
+        doc["subject"] = draw(_name)
+    if draw(st.booleans()):
+        doc["datacontenttype"] = draw(st.sampled_from(
+            ["application/json", "text/plain", "application/cloudevents+json", "application/x-thing+json"]))
+    if draw(st.booleans()):
+        doc["specversion"] = "1.0"
+    if draw(st.booleans()):
+        doc["time"] = draw(_times)
+    if draw(st.booleans()):
+        doc["data"] = draw(_json)
+    for _ in range(draw(st.integers(0, 2))):
+        change = draw(st.sampled_from(["bad", "drop", "extension", "base64", "specversion"]))
+        if change == "bad":
+            doc[draw(st.sampled_from(_ATTRS[:-1]))] = draw(_bad)
+        elif change == "drop":
+            doc.pop(draw(st.sampled_from(_ATTRS)), None)
+        elif change == "extension":
+            doc[draw(st.sampled_from(["traceparent", "partitionkey", "Bad-Name", "dataschema", "x" * 25]))] = \
+                draw(st.one_of(st.text(max_size=5), st.integers(), st.just("")))
+        elif change == "base64":
+            doc["data_base64"] = draw(st.sampled_from(["aGVsbG8=", "", "not base64!", None]))
+        else:
+            doc["specversion"] = draw(st.sampled_from(["0.3", "1", "", 1.0, None, "1.0 "]))
+    return doc
+
+
+def _outcome(decode: Any, payload: bytes, doc: dict[str, Any]) -> tuple[str, Any]:
+    try:
+        ev = decode(payload)
+    except EventDecodeError as err:
+        return "error", str(err)
+    # What the message leaves out, the SDK makes up (a random id, "now"): compare the rest.
+    return "event", E.Event(ev.id if "id" in doc else "<made up>", ev.source, ev.subject, ev.type,
+                            ev.time if "time" in doc else datetime(2000, 1, 1, tzinfo=timezone.utc), ev.data,
+                            ev.datacontenttype, ev.specversion, ev.extensions)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages())
+def test_fast_path_decodes_exactly_as_the_sdk_path(doc: dict[str, Any]) -> None:
+    payload = json.dumps(doc).encode()
+    assert _outcome(E.decode, payload, doc) == _outcome(E._decode_with_sdk, payload, doc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(source=st.text(min_size=1, max_size=20), subject=st.text(min_size=1, max_size=20),
+       kind=st.text(min_size=1, max_size=10), data=_json)
+def test_what_argo_publishes_takes_the_fast_path(source: str, subject: str, kind: str, data: Any) -> None:
+    """Every event our EventSources (and Argo's) put on the bus is decoded without the SDK."""
+    ev = E.new_event(source=source, subject=subject, type=kind, data=data)
+    payload = E.encode(ev)
+    fast = E._plain_event(json.loads(payload))
+    assert fast is not None
+    assert fast == E._decode_with_sdk(payload) == E.decode(payload)
+    assert fast.data == data and fast.time == ev.time
+
+
+_BASE = {"specversion": "1.0", "id": "1", "source": "s", "type": "t"}
+
+
+@pytest.mark.parametrize("change", [
+    {"subject": ""}, {"datacontenttype": ""}, {"id": ""}, {"source": 7}, {"type": None}, {"specversion": "0.3"},
+    {"specversion": 1.0}, {"time": 1700000000}, {"time": ""}, {"dataschema": "x"}, {"traceparent": "00-1"},
+    {"data_base64": "aGVsbG8="}, {"subject": ["a"]}, {"time": "2024-05-01T10:11:12.123456789Z"},
+    {"time": "2024-05-01T10:11:12+02:00"}, {"time": "2024-05-01T10:11:12.5-07:30"}, {"time": "2024-05-01T10:11:12"},
+])
+def test_boundaries_agree(change: dict[str, Any]) -> None:
+    """The edges of what the SDK accepts, every time (Hypothesis may not draw each one)."""
+    doc = {**_BASE, **change}
+    payload = json.dumps(doc).encode()
+    assert _outcome(E.decode, payload, doc) == _outcome(E._decode_with_sdk, payload, doc)
+
+
+def test_go_nanosecond_times_and_offsets_agree() -> None:
+    for t in ("2024-05-01T10:11:12.123456789Z", "2024-05-01T10:11:12+02:00", "2024-05-01T10:11:12.5-07:30"):
+        payload = json.dumps({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "time": t}).encode()
+        assert E.decode(payload) == E._decode_with_sdk(payload)
