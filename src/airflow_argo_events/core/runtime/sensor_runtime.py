@@ -488,9 +488,13 @@ class SensorRuntime:
 
     async def _handle(self, batch: list[Delivery], stop: asyncio.Event) -> None:
         pause = 0.1
+        # Journal records staged by failed attempts at this batch: a write whose reply was lost
+        # may have been stored, and the next attempt, seeing its messages applied, stages nothing.
+        attempted: dict[str, st.JournalRecord] = {}
+        retry = False
         while True:
             try:
-                spawn, poison, observed = await self._apply(batch)
+                spawn, poison, observed = await self._apply(batch, attempted if retry else None, attempted)
                 break
             except StateTooLarge as err:  # a bug if it happens: every value is bounded below max payload
                 log.error("sensor %s: state entry too large (%s); processing messages one at a time", self.name, err)
@@ -511,6 +515,7 @@ class SensorRuntime:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, MAX_BACKOFF)
                 await self._recover_touched()
+            retry = True
         # Journaled: the firings may start now, while the acks go out (a crash before they are
         # confirmed redelivers the messages, whose firings are recognised by their journal entries (4)).
         for fid in spawn:
@@ -565,23 +570,36 @@ class SensorRuntime:
         # correlated keys the failed batch changed in the engine (evictions, expiry) come back too
         touched = set(self._touched) | self.engine.take_dirty_keys()
 
+        done: set[tuple[str, str]] = set()  # a lost reply costs one read again, not all of them
+
         async def reload() -> None:
             for trigger, corr in touched:
-                data, rev = await self.store.get_raw(st.entry_key(trigger, corr))
+                if (trigger, corr) in done:
+                    continue
+                key = st.entry_key(trigger, corr)
+                data, rev = await self._retrying("reload state", lambda k=key: self.store.get_raw(k))
                 self._draining.pop((trigger, corr), None)
                 if data is None:
                     self._entries.pop((trigger, corr), None)
                     self.engine.restore(trigger, {}, corr)
-                    continue
-                entry = st.Entry.parse(st.loads_strict(data), rev)
-                await self._restore(entry)
-                self._entries[(trigger, corr)] = entry
+                else:
+                    entry = st.Entry.parse(st.loads_strict(data), rev)
+                    await self._restore(entry)  # may read blobs: a failure retries this slot
+                    self._entries[(trigger, corr)] = entry
+                done.add((trigger, corr))
 
         await self._retrying("reload state", reload)
 
-    async def _apply(self, batch: list[Delivery]) -> tuple[list[str], dict[int, str], list[Any]]:
+    async def _apply(self, batch: list[Delivery], earlier: dict[str, st.JournalRecord] | None,
+                     attempted: dict[str, st.JournalRecord]) -> tuple[list[str], dict[int, str], list[Any]]:
         """Process a batch and store its effects (1)(2). Returns firings to start, poison
-        messages (by id) with their reasons, and what ``on_processed`` wants to see."""
+        messages (by id) with their reasons, and what ``on_processed`` wants to see.
+
+        ``earlier`` is None on the first attempt; on a retry, the journal records that failed
+        attempts staged (this one adds its own to ``attempted``). A retry checks every message
+        against the reloaded entries (4), as for a redelivery: a write of the failed attempt
+        may have been stored with its reply lost."""
+        stored_earlier = await self._stored_earlier(earlier, batch) if earlier else {}
         engine = self.engine
         engine.begin()
         engine.take_dirty()
@@ -633,7 +651,7 @@ class SensorRuntime:
                 continue
             seq = d.stream_seq
             skip: set[str] = set()
-            if d.num_delivered > 1:  # (4) a redelivery: which triggers already applied it?
+            if d.num_delivered > 1 or earlier is not None:  # (4) which triggers already applied it?
                 for trigger, deps in engine.triggers_for(ev.source, ev.subject):
                     if engine.stateful(trigger) and applied_before(trigger, deps, seq, ev):
                         skip.add(trigger)
@@ -708,6 +726,7 @@ class SensorRuntime:
             e.counted = {d: [[i, format_time(t)] for i, t in q] for d, q in engine.counted(trigger, corr).items()}
         clock = format_time(engine.clock) if engine.clock else None
         store = self.store
+        attempted.update(new_journal)
         # (2) blobs, then journal, then entries; each group sent at once and confirmed together.
         if blobs:
             _raise_first(await store.put_many([(k, v, None) for k, v in blobs.items()]))
@@ -774,6 +793,12 @@ class SensorRuntime:
                 self._built[fid] = built[fid]
             self._journal[fid] = rec
             spawn.append(fid)
+        for fid, rec in stored_earlier.items():  # see _stored_earlier
+            if fid not in new_journal and not self._known(fid):
+                self._created.add(fid)
+                self._journal[fid] = rec
+                self.stats["firings"] += 1
+                spawn.append(fid)
         for k, v in counts.items():
             self.stats[k] += v
         self._log_evictions()
@@ -791,6 +816,39 @@ class SensorRuntime:
             if id(d) in poison:
                 self.stats["poison"] += 1
         return spawn, poison, observed
+
+    async def _stored_earlier(self, earlier: dict[str, st.JournalRecord],
+                              batch: list[Delivery]) -> dict[str, st.JournalRecord]:
+        """Journal entries that failed attempts at this batch stored (this process's own, their
+        replies perhaps lost), read before the retry changes anything (a failed read is retried
+        alone). Those whose trigger entry, reloaded, applied the batch's message that completed
+        them were really committed: the retry sees that message as applied and does not stage
+        them again, so they are returned, to run. The others never committed (the entry's
+        write failed or lost a compare-and-set to a replica): they are erased, since the retry
+        decides afresh on the reloaded state (and re-creates any it stages again); left there,
+        they would run after a restart, a firing no committed state caused."""
+        seqs = {d.stream_seq for d in batch}
+        out = {}
+        for fid, rec in earlier.items():
+            if self._known(fid):
+                continue
+            key = st.journal_key(fid)
+            raw, _ = await self._retrying("read journal entry", lambda k=key: self.store.get_raw(k))
+            if raw is None or st.journaled_by(raw) != self.instance:
+                continue  # never stored, or a replica's
+            if self.engine.stateful(rec.trigger):
+                e = self._entries.get((rec.trigger, rec.corr))
+                committed = e is not None and any(
+                    r.seq in seqs and r.seq in e.applied.get(dep, ()) for dep, r in rec.refs.items())
+                if not committed:
+                    await self._retrying("erase uncommitted journal entry", lambda k=key: self.store.erase(k))
+                    continue
+            # (a stateless trigger's firing is staged again by the retry; kept in case it is not)
+            for ref in rec.refs.values():
+                if ref.blob:
+                    ref.event = None  # read back from its blob when the firing runs
+            out[fid] = rec
+        return out
 
     def _drained(self, settled: Callable[[int], bool],
                  work: dict[tuple[str, str], st.Entry]) -> list[tuple[tuple[str, str], st.Entry]]:
