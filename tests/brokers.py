@@ -100,8 +100,13 @@ class Moto:
         self._server: object | None = None
 
     def start(self) -> Moto:
+        import logging
+
         from moto.server import ThreadedMotoServer
 
+        # werkzeug logs each request from the server's threads, which may outlive pytest's
+        # capture of the test that started them ("Logging error ... I/O operation on closed file")
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         server.start()
         self._server = server

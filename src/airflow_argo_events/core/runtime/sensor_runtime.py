@@ -16,7 +16,10 @@ Invariants (numbered as the code refers to them):
 4. A redelivered message is recognised by the stream sequences each entry records in the
    same write that applied it, and a regenerated firing by its journal entry or tombstone.
 5. A compare-and-set conflict (another replica wrote first) or a bus error mid-batch
-   reloads the touched entries and processes the same batch again on top of them.
+   reloads the touched entries and processes the same batch again on top of them, checking
+   every message against them as (4) does: a write whose reply was lost may have been
+   stored. Firings the failed attempt journaled run if their trigger entry committed and
+   are erased if it did not (``_stored_earlier``).
 6. One error boundary per message: whatever goes wrong with one message (not a CloudEvent,
    a hostile transform, a parameter that cannot be built, an event too large to store) is
    logged once with its id, counted, published to the dead-letter subject
