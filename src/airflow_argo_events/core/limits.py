@@ -17,6 +17,7 @@ airflow_argo_events.core.limits.InputLimitError: JSON nested deeper than 128 lev
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from typing import Any
 
 import orjson
@@ -91,3 +92,25 @@ def dumps_compact(value: Any) -> bytes:
     except TypeError:
         # Values orjson does not know (e.g. Decimal from a YAML loader): the slow, general path.
         return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+class RecentIds:
+    """The last ``size`` ids seen, oldest forgotten first: memory stays bounded however long
+    a process runs. ``first(id)`` is True the first time an id comes (within that memory).
+
+    >>> seen = RecentIds(2)
+    >>> [seen.first(i) for i in ("a", "a", "b", "c", "a")]
+    [True, False, True, True, True]
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def first(self, item: str) -> bool:
+        if item in self._ids:
+            return False
+        self._ids[item] = None
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+        return True

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,7 +29,7 @@ import nats.errors
 from airflow_argo_events.core.bus import EventBus, PublishResult
 from airflow_argo_events.core.events import Event
 from airflow_argo_events.core.exceptions import EventBusError, SpecError
-from airflow_argo_events.core.limits import InputLimitError
+from airflow_argo_events.core.limits import InputLimitError, RecentIds
 from airflow_argo_events.core.observe.metrics import NO_METRICS, Metrics
 from airflow_argo_events.core.secrets import Secrets
 from airflow_argo_events.core.sources.adaptor import event_filter, to_event
@@ -71,7 +70,7 @@ class EventSourceRuntime:
         self.duplicates = 0
         self._publisher: asyncio.Task[None] | None = None
         self._bus_problem: str | None = None
-        self._emitted: OrderedDict[str, None] = OrderedDict()
+        self._emitted = RecentIds(EMITTED_IDS)  # a retried delivery is handed to on_event once
         self.sources: list[Source] = sources or []
         self._state: Any = None
         ctx = SourceContext(secrets=secrets or Secrets(), state_get=self._state_get, state_put=self._state_put,
@@ -241,17 +240,8 @@ class EventSourceRuntime:
             log.info("eventsource %s: event %s/%s id=%s published (#%d)", cfg.source, cfg.source, cfg.name,
                      event.id, self.count)
         _resolve(raw, True)
-        if self.on_event is not None and self._first_emit(event.id):
+        if self.on_event is not None and self._emitted.first(event.id):
             await self.on_event(event)
-
-    def _first_emit(self, event_id: str) -> bool:
-        """True the first time an id is handed to ``on_event`` (a retried delivery fires once)."""
-        if event_id in self._emitted:
-            return False
-        self._emitted[event_id] = None
-        if len(self._emitted) > EMITTED_IDS:
-            self._emitted.popitem(last=False)
-        return True
 
     async def _publish(self, event: Event) -> PublishResult | None:
         if self.bus is None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -35,6 +34,7 @@ from typing import Any
 import aiohttp
 
 from airflow_argo_events.core.actions.prefect import PrefectApiSettings
+from airflow_argo_events.core.limits import RecentIds
 from airflow_argo_events.core.redact import redact_text, redact_url
 from airflow_argo_events.core.sources.base import Source, SourceEvent, with_metadata
 from airflow_argo_events.core.sources.queues import Backoff
@@ -69,7 +69,7 @@ class PrefectSource(Source):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen = RecentIds(SEEN_IDS)
         self.overlap = parse_duration(self.spec.resume_overlap) if self.spec.resume_overlap else DEFAULT_OVERLAP
         self.storage_delay = parse_duration(self.spec.storage_delay) if self.spec.storage_delay \
             else DEFAULT_STORAGE_DELAY
@@ -99,14 +99,6 @@ class PrefectSource(Source):
     def _state_key(self) -> str:
         return f"prefect.{self.cfg.name}"
 
-    def _first_time(self, event_id: str) -> bool:
-        if event_id in self._seen:
-            return False
-        self._seen[event_id] = None
-        if len(self._seen) > SEEN_IDS:
-            self._seen.popitem(last=False)
-        return True
-
     def to_source_event(self, ev: dict[str, Any]) -> SourceEvent:
         occurred = parse_time(ev["occurred"])
         data = {k: ev.get(k) for k in ("id", "event", "occurred", "resource", "related", "payload")}
@@ -123,7 +115,7 @@ class PrefectSource(Source):
                 try:
                     async for ev in self._stream(session, position - timedelta(seconds=self.overlap)):
                         backoff.reset()
-                        if not self._first_time(str(ev["id"])):
+                        if not self._seen.first(str(ev["id"])):
                             continue
                         raw = self.to_source_event(ev)
                         yield raw
