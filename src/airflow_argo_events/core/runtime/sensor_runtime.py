@@ -622,6 +622,7 @@ class SensorRuntime:
         lines: list[tuple[Any, str, list[str]]] = []  # written once the batch is stored: one per event
         notes = self.observations
         at = time.time()
+        created = format_time(utcnow())  # the journal entries' time: one per batch
 
         def entry(trigger: str, corr: str = st.NO_CORRELATION) -> st.Entry:
             slot = (trigger, corr)
@@ -674,7 +675,7 @@ class SensorRuntime:
                     for f in fired:
                         if not self._known(f.id) and await self.store.seen(st.journal_key(f.id)):
                             elsewhere.add(f.id)
-                staged = self._stage(ev, seq, fired, entry, blobs, new_journal, released, elsewhere)
+                staged = self._stage(ev, seq, fired, entry, blobs, new_journal, released, elsewhere, created)
                 built.update((f.id, f) for f in fired if f.id in staged)
             except EventBusError:
                 raise
@@ -751,7 +752,7 @@ class SensorRuntime:
         changed = [(slot, e) for slot, e in changed if e.refs or e.applied or not engine.keyed(slot[0])]
         erase_now = [(slot, e) for slot, e in gone if e.revision]  # revision 0: never stored
         drained = self._drained(settled, work)
-        writes = [(st.entry_key(*slot), st.dumps_compact(e.dump()), e.revision) for slot, e in changed]
+        writes = [(st.entry_key(*slot), e.encode(), e.revision) for slot, e in changed]
         erasing = (*erase_now, *drained)
         if erasing:
             put_results, erase_results = await asyncio.gather(
@@ -890,7 +891,7 @@ class SensorRuntime:
 
     def _stage(self, ev: Event, seq: int, fired: list[Firing], entry: Callable[..., st.Entry],
                blobs: dict[str, bytes], new_journal: dict[str, st.JournalRecord], released: list[str],
-               elsewhere: set[str]) -> set[str]:
+               elsewhere: set[str], created: str) -> set[str]:
         """Record in the working copies what one processed event changed; returns new firing ids."""
         engine = self.engine
         staged: set[str] = set()
@@ -933,7 +934,7 @@ class SensorRuntime:
                 log.info("sensor %s trigger %s: firing %s is already journaled or done; not run again",
                          self.name, trigger, firing.id)
                 continue
-            new_journal[firing.id] = st.JournalRecord(firing.id, trigger, corr, refs, format_time(utcnow()),
+            new_journal[firing.id] = st.JournalRecord(firing.id, trigger, corr, refs, created,
                                                       key=firing.key, counted=firing.counted, by=self.instance)
             staged.add(firing.id)
         return staged
@@ -949,7 +950,7 @@ class SensorRuntime:
     async def _journal_create(self, new_journal: dict[str, st.JournalRecord]) -> None:
         """Create the journal entries of a batch's firings (revision 0: each must not exist yet)."""
         results = await self.store.put_many(
-            [(st.journal_key(fid), st.dumps_compact(rec.dump()), 0) for fid, rec in new_journal.items()])
+            [(st.journal_key(fid), rec.encode(), 0) for fid, rec in new_journal.items()])
         failed: BaseException | None = None
         for fid, res in zip(new_journal, results, strict=True):
             if isinstance(res, StateConflict):

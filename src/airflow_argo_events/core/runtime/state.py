@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 from airflow_argo_events.core.bus.kv import StateStore
 from airflow_argo_events.core.events import Event, event_from_json, format_time
 from airflow_argo_events.core.limits import dumps_compact, loads_strict
@@ -121,11 +123,17 @@ class Ref:
     blob: str | None = None
     doc: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     """The event's JSON object when ``new_ref`` built it already (measuring its size)."""
+    raw: bytes | None = field(default=None, compare=False, repr=False)
+    """That object serialized (``new_ref`` measured it so): stored as is, not serialized again."""
 
-    def dump(self) -> dict[str, Any]:
+    def dump(self, fragments: bool = False) -> dict[str, Any]:
+        """As stored. ``fragments``: the inline event as the bytes ``new_ref`` made, for
+        :func:`encode` only (an ``orjson.Fragment`` is not JSON to anything else)."""
         out: dict[str, Any] = {"id": self.id, "seq": self.seq}
         if self.blob is not None:
             out["blob"] = self.blob
+        elif fragments and self.raw is not None:
+            out["ev"] = orjson.Fragment(self.raw)
         else:
             assert self.event is not None
             out["ev"] = self.doc if self.doc is not None else self.event.to_json()
@@ -142,7 +150,7 @@ def new_ref(event: Event, seq: int, owner: str) -> tuple[Ref, tuple[str, bytes] 
     doc = event.to_json()
     raw = dumps_compact(doc)
     if len(raw) <= INLINE_MAX:
-        return Ref(event.id, seq, event, doc=doc), None
+        return Ref(event.id, seq, event, doc=doc, raw=raw), None
     key = "e." + hashlib.sha256(f"{owner}\n{event.id}\n{seq}".encode()).hexdigest()[:32]
     data = b"z" + zlib.compress(raw, 1) if len(raw) > COMPRESS_OVER else raw
     return Ref(event.id, seq, event, key), (key, data)
@@ -166,12 +174,18 @@ class Entry:
     counted: dict[str, list[list[str]]] = field(default_factory=dict)
     """Threshold dependencies: [event id, time] of every event counted (the latest is in ``refs``)."""
 
-    def dump(self) -> dict[str, Any]:
-        out = {"trigger": self.trigger, "corr": self.corr, "deps": {d: r.dump() for d, r in self.refs.items()},
+    def dump(self, fragments: bool = False) -> dict[str, Any]:
+        out = {"trigger": self.trigger, "corr": self.corr,
+               "deps": {d: r.dump(fragments) for d, r in self.refs.items()},
                "applied": self.applied, "clock": self.clock}
         if self.counted:
             out["counted"] = self.counted
         return out
+
+    def encode(self) -> bytes:
+        """The stored bytes (what ``dumps_compact(dump())`` gives, without serializing the
+        inline events a second time)."""
+        return encode(self)
 
     @classmethod
     def parse(cls, doc: dict[str, Any], revision: int) -> Entry:
@@ -227,9 +241,9 @@ class JournalRecord:
     """The sensor process that journaled it (``SensorRuntime.instance``): a create whose reply
     was lost finds its own entry on the retry and must tell it from a replica's."""
 
-    def dump(self) -> dict[str, Any]:
+    def dump(self, fragments: bool = False) -> dict[str, Any]:
         out = {"id": self.firing_id, "trigger": self.trigger, "corr": self.corr,
-               "events": {d: r.dump() for d, r in self.refs.items()}, "created": self.created}
+               "events": {d: r.dump(fragments) for d, r in self.refs.items()}, "created": self.created}
         if self.by is not None:
             out["by"] = self.by
         if self.key is not None:
@@ -246,6 +260,20 @@ class JournalRecord:
                    str(doc["key"]) if doc.get("key") is not None else None,
                    {d: [str(i) for i in v] for d, v in doc["counted"].items()} if doc.get("counted") else None,
                    str(doc["by"]) if doc.get("by") is not None else None)
+
+
+    def encode(self) -> bytes:
+        """The stored bytes, as :meth:`Entry.encode`."""
+        return encode(self)
+
+
+def encode(doc: Entry | JournalRecord) -> bytes:
+    """``dumps_compact(doc.dump())``, with each inline event's bytes from ``new_ref`` spliced
+    in rather than serialized again (about a third of a journal entry's encoding time)."""
+    try:
+        return orjson.dumps(doc.dump(fragments=True), option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # what orjson does not know: the general path, which has its own fallback
+        return dumps_compact(doc.dump())
 
 
 def journaled_by(raw: bytes) -> str | None:
