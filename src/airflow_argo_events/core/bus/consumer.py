@@ -400,6 +400,13 @@ async def send_acks(deliveries: Sequence[Delivery], pipeline: Pipeline,
     return confirmed()
 
 
+async def send_acks_unconfirmed(deliveries: Sequence[Delivery], pipeline: Pipeline) -> BaseException | None:
+    """Ack every delivery without asking for the server's answers (as ``Msg.ack``): for a
+    reader that learns what is settled from its consumer's ack floor instead. None, or the
+    error of the first ack that could not be sent (it and the rest are then redelivered)."""
+    return await pipeline.send_only([(d.msg.reply, b"", None) for d in deliveries])
+
+
 def to_delivery(msg: Msg) -> Delivery:
     try:
         return Delivery(msg, decode(msg.data, msg.headers))

@@ -152,15 +152,23 @@ class Pipeline:
         journal entries of finished firings). None, or the error (then resend them all)."""
         if not requests:
             return None
-        for subject, payload, headers in requests[:-1]:
+        failed = await self.send_only(requests[:-1])
+        if failed is not None:
+            return failed
+        (last,) = await self.publish(requests[-1:], timeout)
+        return last if isinstance(last, BaseException) else None
+
+    async def send_only(self, requests: Sequence[Request]) -> BaseException | None:
+        """Publish without asking for replies (plain acks, unconfirmed deletes): None once all
+        are handed to the connection, or the first send's error (the rest are not sent)."""
+        for subject, payload, headers in requests:
             try:
                 await self._nc.publish(subject, payload, headers=headers)
             except (nats.errors.Error, ConnectionError, OSError) as err:
                 failed = EventBusError(f"publish to {subject} failed: {type(err).__name__}: {err}".rstrip(": "))
                 failed.__cause__ = err
                 return failed
-        (last,) = await self.publish(requests[-1:], timeout)
-        return last if isinstance(last, BaseException) else None
+        return None
 
     async def close(self) -> None:
         sub, self._sub = self._sub, None

@@ -15,6 +15,8 @@ Invariants (numbered as the code refers to them):
    the same firing id, which every action passes on as an idempotency key.
 4. A redelivered message is recognised by the stream sequences each entry records in the
    same write that applied it, and a regenerated firing by its journal entry or tombstone.
+   Acks go out unconfirmed (a lost one is such a redelivery); an entry forgets a sequence
+   only once its consumer's ack floor on the server has passed it, ACKED_GRACE seconds ago.
 5. A compare-and-set conflict (another replica wrote first) or a bus error mid-batch
    reloads the touched entries and processes the same batch again on top of them, checking
    every message against them as (4) does: a write whose reply was lost may have been
@@ -45,7 +47,7 @@ from typing import Any
 from nats.js.errors import APIError
 
 from airflow_argo_events.core.bus import Delivery, EventBus, StateStore, Subscription, durable_name
-from airflow_argo_events.core.bus.consumer import DeliverFrom, send_acks
+from airflow_argo_events.core.bus.consumer import DeliverFrom, send_acks_unconfirmed
 from airflow_argo_events.core.bus.kv import StateConflict, StateTooLarge
 from airflow_argo_events.core.events import Event, event_from_json, format_time
 from airflow_argo_events.core.exceptions import EventBusError
@@ -63,12 +65,13 @@ log = logging.getLogger("airflow_argo_events.sensor")
 
 Execute = Callable[[Firing], Awaitable[Any]]
 RECENT_FINISHED = 10_000
-MAX_ACKED = 100_000
 MAX_TOMBSTONES = 10_000
 """Finished-firing markers kept at most (about 1 MB of KV): the oldest go early on a busy sensor."""
 MAX_BACKOFF = 5.0
 DRAIN_IDLE = 1.0
 """Seconds without messages after which emptied correlation keys are removed (a batch does it otherwise)."""
+SWEEP_EVERY = 5.0
+"""Seconds between two passes of the sweeper (tombstones, ack floors) while it has work."""
 IDLE_SWEEP = 60.0
 """Seconds an idle sensor's tombstone sweeper sleeps at most (it wakes sooner when one is due)."""
 DRAIN_PER_BATCH = 128
@@ -146,7 +149,6 @@ class SensorRuntime:
         self._tombstones: deque[tuple[float, str]] = deque()
         self._clearing: list[st.JournalRecord] = []  # finished firings whose journal entry is to be deleted
         self._clearer: asyncio.Task[None] | None = None
-        self._confirming: set[asyncio.Task[None]] = set()  # batches whose acks are sent, answers awaited
         self._subs: list[Subscription] = []
         self._gate: OrderGate | None = None  # keeps the stream's order after a crash or reconnect (order.py)
         self._ready: asyncio.Queue[str] = asyncio.Queue()
@@ -159,7 +161,9 @@ class SensorRuntime:
         self.instance = uuid.uuid4().hex[:12]
         self._running: set[str] = set()
         self._touched: set[tuple[str, str]] = set()  # (trigger, key) entries the current batch edits
-        self._acked: OrderedDict[int, float] = OrderedDict()  # stream seq -> when its ack was confirmed
+        self._unsettled = False  # entries hold applied sequences: sample the ack floors (4)
+        self._sample_due = asyncio.Event()
+        self._high_seq = 0  # the highest stream sequence received
         self.stats = {"events": 0, "skipped": 0, "firings": 0, "malformed": 0, "conflicts": 0, "poison": 0,
                       "dead_lettered": 0, "bus_errors": 0, "backpressure": 0, "actions_done": 0,
                       "received": 0, "rejected": 0, "actions_ok": 0, "actions_failed": 0, "action_retries": 0,
@@ -350,8 +354,8 @@ class SensorRuntime:
                     batch.sort(key=lambda d: d.stream_seq)
                 await self._handle(batch, stop)
         finally:
-            if self._confirming:  # the last batches' acks: answered in a round trip, unless the bus is away
-                await asyncio.wait(set(self._confirming), timeout=2)
+            with contextlib.suppress(Exception):  # the last batches' acks leave the client's buffer
+                await asyncio.wait_for(self.bus.nc.flush(), timeout=2)
             self._stopping = True
             for t in (*fetchers, stopper, sweeper):
                 t.cancel()
@@ -491,6 +495,8 @@ class SensorRuntime:
 
     async def _handle(self, batch: list[Delivery], stop: asyncio.Event) -> None:
         pause = 0.1
+        if batch:
+            self._high_seq = max(self._high_seq, max(d.stream_seq for d in batch))
         # Journal records staged by failed attempts at this batch: a write whose reply was lost
         # may have been stored, and the next attempt, seeing its messages applied, stages nothing.
         attempted: dict[str, st.JournalRecord] = {}
@@ -529,15 +535,15 @@ class SensorRuntime:
                 self._ready.put_nowait(fid)
         acked = [d for d in batch if id(d) not in poison]
         if acked:
-            # Acks are confirmed (AckSync, as Argo), but the next batch need not wait for the
-            # answers: they are on the wire now, and _confirmed records them as they come.
-            try:
-                replies = await send_acks(acked, self.bus.pipeline())
-            except EventBusError as err:  # no reply subscription (the bus is away): not acked,
-                replies = _failed_all(acked, err)  # so redelivered, and (4) absorbs that
-            confirm = asyncio.create_task(self._confirmed(acked, replies))
-            self._confirming.add(confirm)
-            confirm.add_done_callback(self._confirming.discard)
+            # Acks are not confirmed one by one (no AckSync): a lost ack is a redelivery,
+            # which (4) absorbs, and what counts as settled comes from the consumers' ack
+            # floors on the server (_sample_ack_floor), never from an ack this process sent.
+            failed = await send_acks_unconfirmed(acked, self.bus.pipeline())
+            if failed is not None and not self._stopping:
+                log.info("sensor %s: acks could not be sent (%s); those messages will be redelivered and "
+                         "skipped", self.name, failed)
+            if self._gate is not None:
+                self._gate.settled(acked)
         poisoned = [d for d in batch if id(d) in poison]
         for d in poisoned:
             await self._dead_letter(d, poison[id(d)], stop)
@@ -546,24 +552,6 @@ class SensorRuntime:
         if self._on_processed is not None and observed:
             self._on_processed(observed)
         self._update_room()
-
-    async def _confirmed(self, acked: list[Delivery], replies: Awaitable[list[BaseException | None]]) -> None:
-        """The server's answers to a batch's acks: a confirmed message is never redelivered, so
-        its sequence can leave the entries' applied lists (4) after a grace period."""
-        results = await replies
-        now = time.monotonic()
-        failed = 0
-        for d, r in zip(acked, results, strict=True):
-            if isinstance(r, BaseException):  # a lost ack means a redelivery, which (4) absorbs
-                failed += 1
-            else:
-                self._acked[d.stream_seq] = now
-        if failed and not self._stopping:
-            log.info("sensor %s: %d ack(s) failed; those messages will be redelivered and skipped", self.name, failed)
-        while len(self._acked) > MAX_ACKED:
-            self._acked.popitem(last=False)
-        if self._gate is not None:
-            self._gate.settled(acked)
 
     async def _recover_touched(self) -> None:
         """After a failed batch: reload the entries it touched from KV (waiting out a bus
@@ -737,15 +725,18 @@ class SensorRuntime:
         if new_journal:
             await self._journal_create(new_journal)
         changed = [(t, e) for t, e in work.items() if self._entry_changed(t, e)]
-        settled_before = time.monotonic() - st.ACKED_GRACE
+        floor = self._settled_floor()
 
         def settled(seq: int) -> bool:
-            at = self._acked.get(seq)
-            return at is not None and at < settled_before
+            return seq <= floor
 
         for _, e in changed:
             e.clock = clock
             e.prune(settled)  # only entries written anyway: pruning never costs a write
+            if e.applied:
+                if not self._unsettled:
+                    self._unsettled = True  # the ack floors are to be sampled (_sweep_tombstones)
+                    self._sample_due.set()
         # A keyed entry with nothing saved and nothing unsettled goes (no marker left);
         # one with unsettled sequences is written empty and drained later (state.py).
         gone = [(slot, e) for slot, e in changed if not e.refs and not e.applied and engine.keyed(slot[0])]
@@ -860,13 +851,12 @@ class SensorRuntime:
         few beside each batch, more when idle)."""
         out: list[tuple[tuple[str, str], st.Entry]] = []
         limit = DRAIN_PER_BATCH if work else DRAIN_IDLE_BATCH
-        floor = self._settled_floor()
         waiting = 0
         for slot in self._draining:
             e = self._entries.get(slot)
             if slot in work or e is None:
                 continue
-            if all(q <= floor or settled(q) for seqs in e.applied.values() for q in seqs):
+            if all(settled(q) for seqs in e.applied.values() for q in seqs):
                 out.append((slot, e))
             else:
                 waiting += 1
@@ -1128,9 +1118,15 @@ class SensorRuntime:
         if tombstone:
             await self._erase_quietly(st.journal_key(rec.firing_id))
 
-    async def _sweep_tombstones(self, every: float = 5.0) -> None:
+    async def _sweep_tombstones(self) -> None:
+        every = SWEEP_EVERY
         while True:
-            await asyncio.sleep(self._sweep_pause(every))
+            # an idle sensor sleeps long; its first batch with applied sequences wakes it (4)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._sample_due.wait(), self._sweep_pause(every))
+            if self._sample_due.is_set():
+                self._sample_due.clear()
+                await asyncio.sleep(every)  # one sample per ``every`` seconds at most
             horizon = time.time() - st.TOMBSTONE_AGE
             # Past MAX_TOMBSTONES (a very busy sensor) the oldest go early: KV and memory stay bounded.
             old = []
@@ -1138,14 +1134,15 @@ class SensorRuntime:
                 old.append(self._tombstones.popleft()[1])
             for i in range(0, len(old), 64):
                 await asyncio.gather(*(self._erase_quietly(key) for key in old[i:i + 64]))
-            if self._draining:
+            if self._draining or self._unsettled:
+                self._unsettled = False
                 await self._sample_ack_floor()
 
     def _sweep_pause(self, every: float) -> float:
         """Seconds to the next sweep: ``every`` while keys drain or tombstones are over the cap;
         otherwise when the oldest tombstone is due, at most IDLE_SWEEP (an idle sensor sleeps:
         10,000 of them share a triggerer)."""
-        if self._draining or len(self._tombstones) > MAX_TOMBSTONES:
+        if self._draining or self._unsettled or len(self._tombstones) > MAX_TOMBSTONES:
             return every
         if self._tombstones:
             return min(IDLE_SWEEP, max(every, self._tombstones[0][0] + st.TOMBSTONE_AGE - time.time()))
@@ -1153,13 +1150,16 @@ class SensorRuntime:
 
     async def _sample_ack_floor(self) -> None:
         """Note the lowest ack floor of the sensor's consumers: every message at or below it
-        is acked, by this process or an earlier one, so an emptied key's entry that applied
-        only such messages can go (after ACKED_GRACE, as for acks seen here)."""
+        is acked on the server, by this process or another, so it is never delivered again.
+        Used ACKED_GRACE seconds later (a redelivery sent before the ack landed may still be
+        on its way), it is what lets an entry forget the sequences it applied (4) and an
+        emptied key's entry go. The acks themselves are never confirmed one by one."""
+        seen = self._high_seq  # existed on the stream before the requests below
         try:
             infos = [await sub.info() for sub in self._subs]
         except EventBusError:
             return
-        floor = min(_settled_upto(i) for i in infos) if infos else 0
+        floor = min(_settled_upto(i, seen) for i in infos) if infos else 0
         now = time.monotonic()
         self._floors.append((now, floor))
         while len(self._floors) > 1 and self._floors[1][0] <= now - st.ACKED_GRACE:
@@ -1186,17 +1186,18 @@ def _raise_first(results: list[Any]) -> None:
             raise r
 
 
-async def _failed_all(acked: list[Delivery], err: BaseException) -> list[BaseException | None]:
-    return [err] * len(acked)
-
-
-def _settled_upto(info: Any) -> int:
+def _settled_upto(info: Any, seen: int = 0) -> int:
     """The stream sequence up to which a consumer has nothing left to deliver again: its ack
     floor; or, with no ack pending at all, everything it has delivered or passed over (the
-    server moves the ack floor there only at the next ack, which may never come)."""
+    server moves the ack floor there only at the next ack, which may never come); and with
+    nothing left to deliver either, every sequence the stream held before the request
+    (``seen``, the highest this process had received): a consumer of a rare subject then
+    does not hold back the sequences of a busy one."""
     floor = (info.ack_floor.stream_seq or 0) if info.ack_floor else 0
     if not info.num_ack_pending and info.delivered is not None:
         floor = max(floor, info.delivered.stream_seq or 0)
+        if not info.num_pending:
+            floor = max(floor, seen)
     return floor
 
 

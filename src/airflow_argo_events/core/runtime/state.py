@@ -24,10 +24,12 @@ runtime stops fetching when too many are pending).
 
 Why ``applied``: a redelivered message (a crash or a stall between "stored" and "acked")
 must not be applied twice. The entry it changed records its stream sequence in the same
-write that applied it, and keeps it until the message's ack is confirmed (and a while
-longer, for a redelivery already on its way): the check is exact membership, never an
-inference from order, because a restarted sensor may see newer messages before the
-redelivered ones.
+write that applied it, and keeps it until the server says the message is settled: its
+consumer's ack floor (sampled) has passed it, and that for ACKED_GRACE seconds, for a
+redelivery already on its way. The acks themselves are sent unconfirmed: an ack this
+process sent proves nothing (it may be lost, above all when a cluster's leader moves).
+The check is exact membership, never an inference from order, because a restarted sensor
+may see newer messages before the redelivered ones.
 Firings are de-duplicated by id against the journal and its delete markers (tombstones,
 kept TOMBSTONE_AGE seconds).
 
