@@ -72,6 +72,10 @@ DRAIN_IDLE = 1.0
 """Seconds without messages after which emptied correlation keys are removed (a batch does it otherwise)."""
 SWEEP_EVERY = 5.0
 """Seconds between two passes of the sweeper (tombstones, ack floors) while it has work."""
+PRUNE_AT = 64
+"""Applied sequences an entry keeps before the sweeper samples the ack floors to prune them
+(one consumer-info request per consumer: 10,000 quiet triggers must not ask every few
+seconds; a busy one asks at most every SWEEP_EVERY seconds). APPLIED_CAP bounds them anyway."""
 IDLE_SWEEP = 60.0
 """Seconds an idle sensor's tombstone sweeper sleeps at most (it wakes sooner when one is due)."""
 DRAIN_PER_BATCH = 128
@@ -283,6 +287,7 @@ class SensorRuntime:
         entry.refs = {d: r for d, r in entry.refs.items() if d in saved}
         if self.engine.keyed(trigger) and not entry.refs:
             self._draining[(trigger, corr)] = None
+            self._want_floor()
 
     async def _migrate_v1(self) -> None:
         """Layout 1 kept everything in one ``state`` document: split it once into entries."""
@@ -733,10 +738,8 @@ class SensorRuntime:
         for _, e in changed:
             e.clock = clock
             e.prune(settled)  # only entries written anyway: pruning never costs a write
-            if e.applied:
-                if not self._unsettled:
-                    self._unsettled = True  # the ack floors are to be sampled (_sweep_tombstones)
-                    self._sample_due.set()
+            if not self._unsettled and any(len(seqs) >= PRUNE_AT for seqs in e.applied.values()):
+                self._want_floor()
         # A keyed entry with nothing saved and nothing unsettled goes (no marker left);
         # one with unsettled sequences is written empty and drained later (state.py).
         gone = [(slot, e) for slot, e in changed if not e.refs and not e.applied and engine.keyed(slot[0])]
@@ -773,6 +776,7 @@ class SensorRuntime:
                     self._draining.pop(slot, None)
                 else:
                     self._draining[slot] = None
+                    self._want_floor()
         for slot, _ in gone:
             self._entries.pop(slot, None)
             self._draining.pop(slot, None)
@@ -839,6 +843,7 @@ class SensorRuntime:
                     await self._retrying("erase uncommitted journal entry", lambda k=key: self.store.erase(k))
                     continue
             # (a stateless trigger's firing is staged again by the retry; kept in case it is not)
+            self._created.add(fid)  # read and found ours: its create's conflict needs no second read
             for ref in rec.refs.values():
                 if ref.blob:
                     ref.event = None  # read back from its blob when the firing runs
@@ -1164,6 +1169,12 @@ class SensorRuntime:
         self._floors.append((now, floor))
         while len(self._floors) > 1 and self._floors[1][0] <= now - st.ACKED_GRACE:
             self._floors.popleft()
+
+    def _want_floor(self) -> None:
+        """Entries wait for the ack floors (to prune, or to drain): wake the sweeper to sample them."""
+        if not self._unsettled:
+            self._unsettled = True
+            self._sample_due.set()
 
     def _settled_floor(self) -> int:
         horizon = time.monotonic() - st.ACKED_GRACE

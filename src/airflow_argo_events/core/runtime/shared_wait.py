@@ -445,7 +445,16 @@ class SharedWaitSubscription(Subscription):
             hot = True
         self._bell.rang = False  # before the pull: a message arriving during it rings again
         self.pulls += 1
-        got = await super().fetch(batch, timeout=timeout if hot else min(timeout, BELL_PULL))
+        try:
+            got = await super().fetch(batch, timeout=timeout if hot else min(timeout, BELL_PULL))
+        except BaseException:
+            # A failed pull used the ring up without pulling, and may have lost messages the
+            # server handed over (they come back after ack_wait, ringing nobody): as after a
+            # reconnect, the next pull is hot for the whole window. Without this, a run of
+            # failures longer than the window left a stored event waiting for the safety pull.
+            self._bell.rang = True
+            self._hot_until = time.monotonic() + self._hot_for
+            raise
         if got:
             self._hot_until = time.monotonic() + self._hot_for
             if got[-1].msg.metadata.num_pending:
