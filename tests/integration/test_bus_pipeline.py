@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import nats.errors
 import pytest
 
 from airflow_argo_events.core.bus import EventBus, StateConflict
@@ -145,3 +146,50 @@ async def test_fetch_on_a_deleted_consumer_raises_a_bus_error(bus: EventBus):
     await bus.js.delete_consumer(bus.stream.name, durable)
     with pytest.raises(EventBusError):
         await asyncio.wait_for(waiting, 8)
+
+
+def _failing_requests(sub, fail_on: set[int]) -> list[int]:
+    """Make the subscription's pull requests number ``fail_on`` (1-based) fail before they
+    leave the client, as a publish on a connection that is dropping does."""
+    calls: list[int] = []
+    send = sub._request
+
+    async def request(n, timeout):
+        calls.append(n)
+        if len(calls) in fail_on:
+            raise nats.errors.ConnectionReconnectingError()
+        await send(n, timeout)
+
+    sub._request = request
+    return calls
+
+
+async def test_a_pull_request_that_could_not_be_sent_is_asked_again_at_once(bus: EventBus):
+    # Counted as asked, it kept every later fetch from asking until its expiry (here 30 s).
+    sub = await bus.subscribe(unique_name("d"), "s", "e", batch=8, heartbeat=None)
+    calls = _failing_requests(sub, {1})
+    with pytest.raises(EventBusError):
+        await sub.fetch(8, timeout=30)
+    await bus.publish(_ev(1))
+    got = await asyncio.wait_for(sub.fetch(8, timeout=30), 10)  # a hang detector, far below 30 s
+    assert [d.event.data["i"] for d in got] == [1] and len(calls) == 2
+
+
+async def test_a_failed_prefetch_request_keeps_the_batch_in_hand(bus: EventBus):
+    # The batch was taken off the buffer before the prefetch request failed: raising lost it
+    # until ack_wait brought it back.
+    sub = await bus.subscribe(unique_name("d"), "s", "e", batch=4, prefetch=True, heartbeat=None)
+    for i in range(8):
+        await bus.publish(_ev(i))
+    # The first pull asks for two batches (8) and gets them all; the fetch that empties the
+    # buffer then asks for the next two: that prefetch request fails.
+    calls = _failing_requests(sub, {2})
+    seen: list[int] = []
+    while len(seen) < 8:
+        got = await asyncio.wait_for(sub.fetch(4, timeout=30), 10)
+        seen += [d.event.data["i"] for d in got]
+        await ack_many(got, bus.pipeline())
+    assert seen == list(range(8)) and len(calls) == 2
+    await bus.publish(_ev(8))
+    more = await asyncio.wait_for(sub.fetch(4, timeout=30), 10)  # the next fetch asks again
+    assert [d.event.data["i"] for d in more] == [8] and len(calls) == 3

@@ -251,6 +251,23 @@ class Subscription:
         self._asked.append([n, now + timeout])
         return n
 
+    async def _pull(self, want: int, timeout: float) -> None:
+        """Ask for what is missing to reach ``want`` (``_ask``) and send the request. A request
+        that could not be sent is not counted as asked: counted, it stopped every fetch from
+        asking again until its expiry (up to ``idle_poll``), with messages waiting."""
+        n = self._ask(want, timeout)
+        if not n:
+            return
+        asked = self._asked[-1]
+        try:
+            await self._request(n, timeout)
+        except BaseException:
+            for i, entry in enumerate(self._asked):
+                if entry is asked:
+                    del self._asked[i]
+                    break
+            raise
+
     async def _request(self, n: int, timeout: float) -> None:
         expires = max(int(timeout * 1e9) - 100_000, 1_000_000)
         hb = self._heartbeat
@@ -270,9 +287,7 @@ class Subscription:
         try:
             if not self._buf:
                 self._check_failed()
-                n = self._ask(want, timeout)
-                if n:
-                    await self._request(n, timeout)
+                await self._pull(want, timeout)
                 deadline = time.monotonic() + timeout
                 while not self._buf:
                     self._arrived.clear()
@@ -291,23 +306,20 @@ class Subscription:
                         lost_at = self._lost_at()  # heartbeats heard meanwhile move it on
                         if lost_at is not None and now >= lost_at:
                             self._forget_lost_requests()
-                            n = self._ask(want, deadline - now)
-                            if n:
-                                await self._request(n, deadline - now)
+                            await self._pull(want, deadline - now)
                         continue
                     self._check_failed()
                     if not self._buf and not self._asked:  # the request ended empty: ask again
-                        n = self._ask(want, max(deadline - time.monotonic(), 0.01))
-                        if n:
-                            await self._request(n, max(deadline - time.monotonic(), 0.01))
+                        await self._pull(want, max(deadline - time.monotonic(), 0.01))
             buf = self._buf
             take = [buf.popleft() for _ in range(min(want, len(buf)))]
-            if self._ahead > 1:  # prefetch: the next batch comes while the caller works on this one
-                n = self._ask(want, timeout)
-                if n:
-                    await self._request(n, timeout)
         except (nats.errors.Error, nats.js.errors.APIError, ConnectionError) as err:
             raise EventBusError(f"fetch from {self.subject} ({self.durable}): {type(err).__name__}: {err}") from err
+        if self._ahead > 1:  # prefetch: the next batch comes while the caller works on this one
+            # A failed request here must not cost the batch in hand (it would come back only
+            # after ack_wait): the next fetch asks again, and meets the error itself.
+            with contextlib.suppress(nats.errors.Error, nats.js.errors.APIError, ConnectionError):
+                await self._pull(want, timeout)
         return [to_delivery(m) for m in take]
 
     def suspect(self) -> None:
