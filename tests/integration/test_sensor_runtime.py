@@ -117,7 +117,13 @@ async def test_interrupted_action_is_rerun_from_journal_with_same_id(bus: EventB
         lost_id = next(iter(rt.pending()))
     fresh = Collector()
     async with running(sensor, bus, fresh) as rt2:
-        await until(lambda: len(fresh.firings) == 1)
+        # a hang detector (it failed once at 10 s in CI under load, never here): what it saw
+        loaded = lost_id in rt2.pending()
+        try:
+            await until(lambda: len(fresh.firings) == 1, timeout=30)
+        except AssertionError as err:
+            raise AssertionError(f"{err}: journal loaded {loaded}, pending {list(rt2.pending())}, running "
+                                 f"{sorted(rt2._running)}, ready {rt2._ready.qsize()}, stats {rt2.stats}") from None
         await until(lambda: not rt2.pending())
     assert fresh.firings[0].id == lost_id
     await bus.js.delete_key_value(rt.bucket)
