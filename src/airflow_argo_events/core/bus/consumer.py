@@ -262,10 +262,8 @@ class Subscription:
         try:
             await self._request(n, timeout)
         except BaseException:
-            for i, entry in enumerate(self._asked):
-                if entry is asked:
-                    del self._asked[i]
-                    break
+            with contextlib.suppress(ValueError):  # an equal entry is the same request: either goes
+                self._asked.remove(asked)
             raise
 
     async def _request(self, n: int, timeout: float) -> None:

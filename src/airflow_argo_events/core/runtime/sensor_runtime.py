@@ -165,8 +165,7 @@ class SensorRuntime:
         self.instance = uuid.uuid4().hex[:12]
         self._running: set[str] = set()
         self._touched: set[tuple[str, str]] = set()  # (trigger, key) entries the current batch edits
-        self._unsettled = False  # entries hold applied sequences: sample the ack floors (4)
-        self._sample_due = asyncio.Event()
+        self._sample_due = asyncio.Event()  # entries wait for the ack floors (to prune or drain): sample them (4)
         self._high_seq = 0  # the highest stream sequence received
         self.stats = {"events": 0, "skipped": 0, "firings": 0, "malformed": 0, "conflicts": 0, "poison": 0,
                       "dead_lettered": 0, "bus_errors": 0, "backpressure": 0, "actions_done": 0,
@@ -287,7 +286,7 @@ class SensorRuntime:
         entry.refs = {d: r for d, r in entry.refs.items() if d in saved}
         if self.engine.keyed(trigger) and not entry.refs:
             self._draining[(trigger, corr)] = None
-            self._want_floor()
+            self._sample_due.set()
 
     async def _migrate_v1(self) -> None:
         """Layout 1 kept everything in one ``state`` document: split it once into entries."""
@@ -738,8 +737,8 @@ class SensorRuntime:
         for _, e in changed:
             e.clock = clock
             e.prune(settled)  # only entries written anyway: pruning never costs a write
-            if not self._unsettled and any(len(seqs) >= PRUNE_AT for seqs in e.applied.values()):
-                self._want_floor()
+            if not self._sample_due.is_set() and any(len(seqs) >= PRUNE_AT for seqs in e.applied.values()):
+                self._sample_due.set()
         # A keyed entry with nothing saved and nothing unsettled goes (no marker left);
         # one with unsettled sequences is written empty and drained later (state.py).
         gone = [(slot, e) for slot, e in changed if not e.refs and not e.applied and engine.keyed(slot[0])]
@@ -776,7 +775,7 @@ class SensorRuntime:
                     self._draining.pop(slot, None)
                 else:
                     self._draining[slot] = None
-                    self._want_floor()
+                    self._sample_due.set()
         for slot, _ in gone:
             self._entries.pop(slot, None)
             self._draining.pop(slot, None)
@@ -1129,7 +1128,8 @@ class SensorRuntime:
             # an idle sensor sleeps long; its first batch with applied sequences wakes it (4)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._sample_due.wait(), self._sweep_pause(every))
-            if self._sample_due.is_set():
+            due = self._sample_due.is_set()
+            if due:
                 self._sample_due.clear()
                 await asyncio.sleep(every)  # one sample per ``every`` seconds at most
             horizon = time.time() - st.TOMBSTONE_AGE
@@ -1139,15 +1139,14 @@ class SensorRuntime:
                 old.append(self._tombstones.popleft()[1])
             for i in range(0, len(old), 64):
                 await asyncio.gather(*(self._erase_quietly(key) for key in old[i:i + 64]))
-            if self._draining or self._unsettled:
-                self._unsettled = False
+            if self._draining or due:
                 await self._sample_ack_floor()
 
     def _sweep_pause(self, every: float) -> float:
         """Seconds to the next sweep: ``every`` while keys drain or tombstones are over the cap;
         otherwise when the oldest tombstone is due, at most IDLE_SWEEP (an idle sensor sleeps:
         10,000 of them share a triggerer)."""
-        if self._draining or self._unsettled or len(self._tombstones) > MAX_TOMBSTONES:
+        if self._draining or self._sample_due.is_set() or len(self._tombstones) > MAX_TOMBSTONES:
             return every
         if self._tombstones:
             return min(IDLE_SWEEP, max(every, self._tombstones[0][0] + st.TOMBSTONE_AGE - time.time()))
@@ -1169,12 +1168,6 @@ class SensorRuntime:
         self._floors.append((now, floor))
         while len(self._floors) > 1 and self._floors[1][0] <= now - st.ACKED_GRACE:
             self._floors.popleft()
-
-    def _want_floor(self) -> None:
-        """Entries wait for the ack floors (to prune, or to drain): wake the sweeper to sample them."""
-        if not self._unsettled:
-            self._unsettled = True
-            self._sample_due.set()
 
     def _settled_floor(self) -> int:
         horizon = time.monotonic() - st.ACKED_GRACE
