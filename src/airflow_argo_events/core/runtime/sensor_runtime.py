@@ -67,6 +67,11 @@ Execute = Callable[[Firing], Awaitable[Any]]
 RECENT_FINISHED = 10_000
 MAX_TOMBSTONES = 10_000
 """Finished-firing markers kept at most (about 1 MB of KV): the oldest go early on a busy sensor."""
+MIN_MARKER_TTL = 2 * st.ACKED_GRACE
+"""The shortest lifetime a marker is given on a busy sensor when the server expires them: a
+redelivery of a message whose ack was lost comes after ack_wait (seconds), well within it."""
+MARKER_RATE_WINDOW = 60.0
+"""Seconds over which the rate of finished firings is taken to size the markers' lifetime."""
 MAX_BACKOFF = 5.0
 DRAIN_IDLE = 1.0
 """Seconds without messages after which emptied correlation keys are removed (a batch does it otherwise)."""
@@ -150,7 +155,9 @@ class SensorRuntime:
         self._created: set[str] = set()  # journal entries this process wrote
         self._built: dict[str, Firing] = {}  # journaled firings with small events, ready to run
         self._finished: OrderedDict[str, None] = OrderedDict()  # recently finished firing ids
-        self._tombstones: deque[tuple[float, str]] = deque()
+        self._tombstones: deque[tuple[float, str]] = deque()  # markers to purge (a server without TTLs)
+        self._cleared_recently: deque[tuple[float, int]] = deque()  # (when, firings): the rate for _marker_ttl
+        self._cleared_in_window = 0
         self._clearing: list[st.JournalRecord] = []  # finished firings whose journal entry is to be deleted
         self._clearer: asyncio.Task[None] | None = None
         self._subs: list[Subscription] = []
@@ -258,7 +265,9 @@ class SensorRuntime:
                     await store.erase(e.key)
                 else:
                     self._finished[fid] = None
-                    self._tombstones.append((now - age, e.key))
+                    if not store.expiring_markers:
+                        # (with TTLs, a marker written before them goes at a later start, by its age)
+                        self._tombstones.append((now - age, e.key))
                 continue
             rec = st.JournalRecord.parse(st.loads_strict(e.value))
             if rec.firing_id in self._journal:
@@ -1083,14 +1092,19 @@ class SensorRuntime:
             recs, self._clearing = self._clearing, []
             # Only the last delete of the batch is confirmed (it is stored after the others): a
             # lost one costs an idempotent re-run after a restart, like a crash before it (3).
-            results = await self.store.delete_many([st.journal_key(r.firing_id) for r in recs], confirm_each=False)
             now = time.time()
+            # On NATS 2.11+ the server drops each marker when its lifetime is over: no purge
+            # request per firing later (one per firing was the sweeper's cost on a busy sensor).
+            ttl = self._marker_ttl(now, len(recs)) if self.store.expiring_markers else None
+            results = await self.store.delete_many([st.journal_key(r.firing_id) for r in recs], confirm_each=False,
+                                                   ttl=ttl)
             retry: list[st.JournalRecord] = []
             cleared: list[st.JournalRecord] = []
             for rec, err in zip(recs, results, strict=True):
                 if err is None:
                     cleared.append(rec)
-                    self._tombstones.append((now, st.journal_key(rec.firing_id)))
+                    if ttl is None:
+                        self._tombstones.append((now, st.journal_key(rec.firing_id)))
                 elif isinstance(err, EventBusError) and _refused(err):
                     log.error("sensor %s: journal entry of firing %s cannot be cleared (%s); it re-runs after a "
                               "restart", self.name, rec.firing_id, err)
@@ -1104,6 +1118,8 @@ class SensorRuntime:
             self._update_room()
             for rec in cleared:
                 await self._forget(rec, tombstone=False)
+            if len(self._tombstones) > MAX_TOMBSTONES and not self._sample_due.is_set():
+                self._sample_due.set()  # over the cap: the sweeper, maybe asleep for a minute, erases the oldest now
             if retry:
                 self.stats["bus_errors"] += 1
                 log.warning("sensor %s: clearing %d journal entr%s failed (%s); retrying in %.1fs", self.name,
@@ -1114,6 +1130,21 @@ class SensorRuntime:
                 pause = min(pause * 2, MAX_BACKOFF)
             else:
                 pause = 0.1
+
+    def _marker_ttl(self, now: float, n: int) -> float:
+        """Seconds the server keeps the markers of ``n`` firings finished now: TOMBSTONE_AGE,
+        or, on a sensor that finishes more than MAX_TOMBSTONES firings in that time, as long
+        as MAX_TOMBSTONES of them last at the rate of the last MARKER_RATE_WINDOW seconds (the
+        purges do that on an older server), never below MIN_MARKER_TTL."""
+        window = self._cleared_recently
+        window.append((now, n))
+        self._cleared_in_window += n
+        while window[0][0] < now - MARKER_RATE_WINDOW:
+            self._cleared_in_window -= window.popleft()[1]
+        rate = self._cleared_in_window / MARKER_RATE_WINDOW
+        if rate * st.TOMBSTONE_AGE <= MAX_TOMBSTONES:
+            return st.TOMBSTONE_AGE
+        return max(MIN_MARKER_TTL, MAX_TOMBSTONES / rate)
 
     async def _forget(self, rec: st.JournalRecord, tombstone: bool = True) -> None:
         for ref in rec.refs.values():

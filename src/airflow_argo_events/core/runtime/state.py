@@ -31,7 +31,9 @@ process sent proves nothing (it may be lost, above all when a cluster's leader m
 The check is exact membership, never an inference from order, because a restarted sensor
 may see newer messages before the redelivered ones.
 Firings are de-duplicated by id against the journal and its delete markers (tombstones,
-kept TOMBSTONE_AGE seconds).
+kept TOMBSTONE_AGE seconds, fewer on a busy sensor: see MAX_TOMBSTONES in the runtime).
+On NATS 2.11+ a marker is written with its lifetime (``Nats-TTL``) and the server removes
+it; on an older one the runtime purges it, one request per marker.
 
 Correlated triggers (an extension) have one entry per pending key, so 100,000 pending keys
 are 100,000 small entries and a batch writes only the keys it touched. A key whose partial
