@@ -102,7 +102,7 @@ async def test_a_backlog_is_read_to_the_end_without_doorbells(nats_settings, str
         # in the subscription's buffer for the next one, and must not be redelivered meanwhile
         sub = await bus.subscribe("d-backlog", "src", "ev", deliver="all", ack_wait=2.0, batch=2)
         got = await sub.fetch(timeout=2)
-        assert len(got) == 2
+        assert 1 <= len(got) <= 2  # at most the batch; under load a pull may hand over the first one alone
         for d in got:
             await d.ack()
         assert await wait_until(lambda: not sub.hot, 10)
