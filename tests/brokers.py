@@ -11,8 +11,10 @@ import os
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -90,36 +92,76 @@ async def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
 class Moto:
     """moto's server mode in a thread: the AWS APIs over real HTTP, for real aiobotocore clients.
 
-    Its state lives in this process, so ``restart()`` is a server that went away and came
-    back with its queues and messages, like SQS after an outage.
+    Its state lives in this process, so ``restart()`` (or ``stop()``, then ``start()``) is a
+    server that went away and came back with its queues and messages, like SQS after an
+    outage. The port stays reserved for the session by a bound socket that never listens:
+    while the server is down, connections are refused, yet no other socket can take the
+    port (an outgoing connection's ephemeral port, another test's server), so the server
+    always comes back where its clients look for it. (moto's own ThreadedMotoServer binds
+    in its thread, which exits on "address in use" while ``start()`` waits for it forever.)
     """
 
     def __init__(self) -> None:
-        self.port = free_port()
+        # SO_REUSEPORT (only): the listener of each start() may bind beside it, nobody else.
+        self._reserved = socket.socket()
+        self._reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self._reserved.bind(("127.0.0.1", 0))
+        self.port = self._reserved.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._server: object | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
 
-    def start(self) -> Moto:
+    def start(self, timeout: float = 60.0) -> Moto:
         import logging
+        import urllib.error
+        import urllib.request
 
-        from moto.server import ThreadedMotoServer
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
 
         # werkzeug logs each request from the server's threads, which may outlive pytest's
         # capture of the test that started them ("Logging error ... I/O operation on closed file")
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        server.start()
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the last run's connections in TIME_WAIT
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            listener.bind(("127.0.0.1", self.port))
+            listener.listen(128)
+            # werkzeug serves a duplicate of the bound, listening socket it is given
+            server = make_server("127.0.0.1", self.port, DomainDispatcherApplication(create_backend_app),
+                                 threaded=True, request_handler=MotoRequestHandler, fd=listener.fileno())
+        finally:
+            listener.close()
         self._server = server
-        return self
+        self._thread = threading.Thread(target=server.serve_forever, name=f"moto:{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while True:  # serving: any HTTP answer will do
+            try:
+                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=5).close()
+                return self
+            except urllib.error.HTTPError:
+                return self
+            except OSError as err:
+                if not self._thread.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto on port {self.port} did not answer within {timeout:g}s: {err}") from err
+                time.sleep(0.05)
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.stop()  # type: ignore[attr-defined]
-            self._server = None
+            self._server.shutdown()  # serve_forever returns and closes the listener
+            assert self._thread is not None
+            self._thread.join(30)
+            self._server = self._thread = None
 
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def close(self) -> None:
+        self.stop()
+        self._reserved.close()
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +171,7 @@ def moto_server() -> Iterator[Moto]:
     try:
         yield server
     finally:
-        server.stop()
+        server.close()
 
 
 def sqs_client(url: str):  # noqa: ANN201 - an aiobotocore client context manager

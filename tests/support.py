@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import aiohttp
 from aiohttp import web
 
 
@@ -734,6 +735,43 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, step: float 
             return False
         await asyncio.sleep(step)
     return True
+
+
+async def wait_answering(url: str, timeout: float = 30.0, *, status: int | None = None,
+                         task: asyncio.Future[Any] | None = None) -> int:
+    """GET ``url`` until the server answers (with ``status``, when given); returns the status.
+
+    A server started in a task (a webhook EventSource) accepts connections only once its
+    task has bound the port: on a loaded machine that is well after any fixed sleep. Fails
+    with the last error after ``timeout`` (a hang detector, not a timing assertion), or at
+    once when ``task``, the one serving, has ended. ``https`` URLs are not verified (a probe).
+    """
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        while True:
+            if task is not None and task.done():
+                ended = None if task.cancelled() else task.exception()
+                raise AssertionError(f"GET {url}: the server's task ended before it answered "
+                                     f"({'cancelled' if task.cancelled() else repr(ended)})") from ended
+            try:
+                async with http.get(url, ssl=False) as resp:
+                    if status is None or resp.status == status:
+                        return resp.status
+                    last = f"{resp.status} {(await resp.text())[:200]!r}"
+            except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+                last = f"{type(err).__name__}: {err}"
+            if time.monotonic() > deadline:
+                want = f"with {status} " if status is not None else ""
+                raise AssertionError(f"GET {url}: no answer {want}within {timeout:g}s; last: {last}")
+            await asyncio.sleep(0.1)
+
+
+def webhook_health_urls(es: Any) -> list[str]:
+    """The /health URL of each port an EventSource's webhooks serve (for ``wait_answering``)."""
+    hooks = (getattr(es.spec, "webhook", None) or {}).values()
+    served = {(int(w.port), w.server_cert_secret is not None) for w in hooks if w.port}
+    return [f"{'https' if tls else 'http'}://127.0.0.1:{port}/health" for port, tls in sorted(served)]
 
 
 @contextlib.asynccontextmanager

@@ -40,7 +40,7 @@ from airflow_argo_events.core.sources.calendar import CalendarSource
 from airflow_argo_events.core.sources.webhook import event_id
 from airflow_argo_events.core.spec.loader import load_text
 from airflow_argo_events.testing.plugin import unique_name
-from tests.support import wait_until
+from tests.support import wait_answering, wait_until
 
 pytestmark = pytest.mark.timeout(120)  # a hang detector: each case takes 10-20 s
 
@@ -248,14 +248,8 @@ async def test_every_webhook_request_is_on_the_stream_once_when_publishes_fail(
         url = f"http://127.0.0.1:{port}/ex"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
             assert await wait_until(lambda: rt.health() is None or task.done(), 10)
-            for _ in range(100):  # the server listens once its socket is bound
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/health") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
+            # the server answers once its task has bound the port
+            await wait_answering(f"http://127.0.0.1:{port}/health", status=200, task=task)
             give_up = time.monotonic() + 60
             callers = []
             for i in range(requests):  # a stream of requests, several in flight at once

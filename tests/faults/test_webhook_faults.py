@@ -24,6 +24,8 @@ from airflow_argo_events.core.bus.embedded import EmbeddedNats, free_port
 from airflow_argo_events.core.runtime.eventsource_runtime import EventSourceRuntime
 from airflow_argo_events.core.spec.loader import load_text
 
+from ..support import wait_answering
+
 pytestmark = pytest.mark.timeout(120)
 
 N = 80
@@ -77,7 +79,7 @@ async def run_fault(server: EmbeddedNats, fault, monkeypatch) -> tuple[Counter[i
         stop = asyncio.Event()
         rt = EventSourceRuntime(webhook(port), bus)
         task = asyncio.create_task(rt.run(stop))
-        await asyncio.sleep(0.3)
+        await wait_answering(f"http://127.0.0.1:{port}/health", status=200, task=task)
         deadline = time.monotonic() + 80
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
 

@@ -21,7 +21,7 @@ from airflow_argo_events.core.runtime.eventsource_runtime import EventSourceRunt
 from airflow_argo_events.core.spec.loader import load_text
 from airflow_argo_events.testing.plugin import unique_name
 
-from ..support import FakeWebHDFS
+from ..support import FakeWebHDFS, wait_answering, webhook_health_urls
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,6 +44,10 @@ class Running:
         self.sub = await self.bus.subscribe(unique_name("d"), self.es.metadata.name, "*", deliver="new")
         self.task = asyncio.create_task(self.rt.run(self.stop))
         await asyncio.sleep(0.3)
+        # A webhook serves once its task has bound the port, on a loaded machine well after
+        # 0.3 s (CI: connection refused): wait until each of its ports answers.
+        for url in webhook_health_urls(self.es):
+            await wait_answering(url, task=self.task)
         return self
 
     async def __aexit__(self, *exc):
@@ -396,7 +400,7 @@ async def test_events_wait_for_nats_and_are_not_lost(private_nats):
         stop = asyncio.Event()
         rt = EventSourceRuntime(es, bus)
         task = asyncio.create_task(rt.run(stop))
-        await asyncio.sleep(0.3)
+        await wait_answering(f"http://127.0.0.1:{port}/health", status=200, task=task)
         server.kill()  # NATS is away
         async with aiohttp.ClientSession() as http:
             pending = asyncio.ensure_future(http.post(f"http://127.0.0.1:{port}/ex", json={"n": 1}))
@@ -435,10 +439,7 @@ def test_cli_eventsource_run_publishes_and_stops_on_sigterm(nats_url, tmp_path):
     proc = subprocess.Popen([cli, "eventsource", "run", "-f", str(path), "--nats", nats_url, "--stream", stream],
                             stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(100):
-            if reachable(port):
-                break
-            time.sleep(0.1)
+        asyncio.run(wait_answering(f"http://127.0.0.1:{port}/health"))
         req = urllib.request.Request(f"http://127.0.0.1:{port}/ex", data=b'{"k": "v"}', method="POST",
                                      headers={"Content-Type": "application/json"})
         assert urllib.request.urlopen(req, timeout=10).status == 200

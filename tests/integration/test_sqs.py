@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 
 import pytest
@@ -120,18 +121,39 @@ async def test_nothing_is_deleted_before_the_bus_acked(bus, moto_server):
         await asyncio.wait_for(task, 30)
 
 
-async def test_server_restart_loses_nothing(bus, moto_server):
-    """moto stops (the source backs off) and comes back with its queue: every message arrives once."""
+@pytest.mark.timeout(240)  # a hang detector: each wait below has its own deadline
+async def test_server_restart_loses_nothing(bus, moto_server, caplog):
+    """moto stops (the source backs off) and comes back with its queue: every message arrives once.
+
+    Each step waits for what it needs, never a fixed time: on a loaded machine the source may
+    take long to meet the dead endpoint (botocore retries a refused connection for some
+    seconds before the source sees an error), and long to come back afterwards.
+    """
+    caplog.set_level(logging.WARNING, "airflow_argo_events.sources")
     queue = await new_queue(moto_server.url)
     async with Running(sqs_es("sqsr", moto_server.url, queue, jsonBody=True), bus) as r:
         await send(moto_server.url, queue, '{"i": 0}')
-        got = [e.data["body"]["i"] for e in await r.events(1, timeout=20)]
+        got = [e.data["body"]["i"] for e in await r.events(1, timeout=60)]
+        # deleted before the outage (else its delete could fail, and it would come back as a
+        # duplicate after the visibility timeout)
+        deadline = time.monotonic() + 60
+        while await visible(moto_server.url, queue) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert await visible(moto_server.url, queue) == 0, "message 0 was published but never deleted"
         await asyncio.to_thread(moto_server.stop)
-        await asyncio.sleep(2.0)  # the source meets the dead endpoint and backs off
+        deadline = time.monotonic() + 90
+
+        def backing_off() -> bool:
+            return any("sqsr/ev (sqs)" in x.getMessage() and "reconnecting in" in x.getMessage()
+                       for x in caplog.records)
+
+        while not backing_off() and time.monotonic() < deadline:  # the source meets the dead endpoint
+            await asyncio.sleep(0.2)
+        assert backing_off(), "the source never reported the endpoint as unreachable"
         await asyncio.to_thread(moto_server.start)
         for i in (1, 2):
             await send(moto_server.url, queue, json.dumps({"i": i}))
-        got += [e.data["body"]["i"] for e in await r.events(2, timeout=45)]
+        got += [e.data["body"]["i"] for e in await r.events(2, timeout=90)]
         assert r.rt.duplicates == 0
     assert sorted(got) == [0, 1, 2]
 

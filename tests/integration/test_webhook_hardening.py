@@ -30,6 +30,8 @@ from airflow_argo_events.core.runtime.eventsource_runtime import EventSourceRunt
 from airflow_argo_events.core.spec.loader import load_text
 from airflow_argo_events.testing.plugin import unique_name
 
+from ..support import wait_answering, webhook_health_urls
+
 pytestmark = pytest.mark.timeout(90)
 
 WEBHOOK_LOG = "airflow_argo_events.sources.webhook"
@@ -56,20 +58,10 @@ class Running:
     async def __aenter__(self) -> Running:
         self.sub = await self.bus.subscribe(unique_name("d"), self.es.metadata.name, "*", deliver="new")
         self.task = asyncio.create_task(self.rt.run(self.stop))
-        await asyncio.sleep(0.3)
-        # On a loaded machine 0.3 s was not always enough (CI: connection refused): wait until
-        # every webhook port listens.
-        ports = {int(w.port) for w in (getattr(self.es.spec, "webhook", None) or {}).values() if w.port}
-        deadline = time.monotonic() + 20
-        for port in ports:
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline and not self.task.done(), f"port {port} never listened"
-                    await asyncio.sleep(0.1)
+        # On a loaded machine the port is bound well after any fixed sleep (CI: connection
+        # refused): wait until each webhook port answers.
+        for url in webhook_health_urls(self.es):
+            await wait_answering(url, task=self.task)
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -201,7 +193,7 @@ async def test_health_is_503_while_events_cannot_be_published(private_nats, monk
         stop = asyncio.Event()
         rt = EventSourceRuntime(es, bus)
         task = asyncio.create_task(rt.run(stop))
-        await asyncio.sleep(0.3)
+        await wait_answering(f"http://127.0.0.1:{port}/health", task=task)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
             async with http.get(f"http://127.0.0.1:{port}/health") as resp:
                 assert resp.status == 200
@@ -212,14 +204,7 @@ async def test_health_is_503_while_events_cannot_be_published(private_nats, monk
             async with http.get(f"http://127.0.0.1:{port}/health") as resp:
                 assert resp.status == 503
             server.restart()
-            status = 0
-            for _ in range(100):
-                async with http.get(f"http://127.0.0.1:{port}/health") as resp:
-                    status = resp.status
-                if status == 200:
-                    break
-                await asyncio.sleep(0.2)
-            assert status == 200
+            await wait_answering(f"http://127.0.0.1:{port}/health", status=200, task=task)
         stop.set()
         await asyncio.wait_for(task, 20)
     assert rt.count == 1
@@ -294,7 +279,7 @@ async def test_client_retry_after_503_is_deduplicated_by_the_bus(private_nats, m
         stop = asyncio.Event()
         rt = EventSourceRuntime(es, bus)
         task = asyncio.create_task(rt.run(stop))
-        await asyncio.sleep(0.3)
+        await wait_answering(f"http://127.0.0.1:{port}/health", status=200, task=task)
         server.kill()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
             async with http.post(f"http://127.0.0.1:{port}/ex", data=b'{"n": 1}', headers=headers) as resp:
@@ -653,7 +638,7 @@ async def test_without_a_bus_a_retried_delivery_is_emitted_once():
     stop = asyncio.Event()
     rt = EventSourceRuntime(es, None, on_event=on_event)
     task = asyncio.create_task(rt.run(stop))
-    await asyncio.sleep(0.3)
+    await wait_answering(f"http://127.0.0.1:{port}/health", task=task)
     async with aiohttp.ClientSession() as http:
         for body in ({"try": 1}, {"try": 2}, {"other": 1}):
             delivery = "d-2" if "other" in body else "d-1"
