@@ -8,8 +8,11 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from airflow_argo_events.core.events import Event
+import airflow_argo_events.core.events as ev_module
+from airflow_argo_events.core.events import Event, EventDecodeError
 from airflow_argo_events.core.sensor.filters import DependencyFilter
 from airflow_argo_events.core.spec.sensor import EventDependencyFilter
 
@@ -86,3 +89,29 @@ def test_event_time_past_what_utc_holds_is_not_a_cloudevent():
            b'"time":"9999-12-31T23:59:00-14:00","data":{}}')
     with pytest.raises(EventDecodeError, match="invalid CloudEvent time"):
         decode(raw)
+
+
+_TIMES = st.one_of(
+    st.text(st.sampled_from(list("0123456789-:TtZz.+ W")), max_size=40),
+    st.tuples(st.datetimes(), st.integers(0, 12), st.sampled_from(["Z", "z", "+02:00", "-05:30", "+14:00", ""])).map(
+        lambda t: t[0].strftime("%Y-%m-%dT%H:%M:%S") + ("." + "7" * t[1] if t[1] else "") + t[2]),
+)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="the direct path is Python 3.11+'s")
+@settings(max_examples=3000, deadline=None)
+@given(value=_TIMES)
+def test_event_time_read_directly_as_after_normalising(value):
+    """3.11+ reads a CloudEvent time with fromisoformat as it is; 3.10 normalises it first
+    (nanoseconds, "Z"). Both must give the same time, or refuse the same strings."""
+    def parse(direct: bool) -> object:
+        old = ev_module._ISO_ANY
+        ev_module._ISO_ANY = direct
+        try:
+            return ev_module._parse_time(value)
+        except EventDecodeError:
+            return "refused"
+        finally:
+            ev_module._ISO_ANY = old
+
+    assert parse(True) == parse(False)
