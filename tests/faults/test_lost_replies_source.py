@@ -197,10 +197,10 @@ async def test_every_calendar_tick_is_on_the_stream_once_and_in_order_when_publi
     assert [i for i, n in Counter(ids).items() if n > 1] == [], f"duplicated; {report}"
     assert ids == expected, f"out of tick order; {report}"  # the ordered lane: one at a time, in order
     assert rt.failed == 0 and healthy is None, report
-    # The runtime's own accounting: a retry after a stored try is told "duplicate" (counted as
-    # such, not as published); one after a late try is, if the late one landed first.
-    assert rt.count + rt.duplicates == ticks, report
-    assert after <= rt.duplicates <= after + late_only, report
+    # The runtime's own accounting: a retry told "duplicate" after a try that may have been
+    # stored (its reply lost, or late) found that try's copy: published, not a redelivery.
+    assert (rt.count, rt.duplicates) == (ticks, 0), report
+    assert after + late_only > 0, report  # such retries happened
 
 
 async def send_until_stored(http: aiohttp.ClientSession, url: str, i: int, delivery: str | None,
@@ -275,3 +275,6 @@ async def test_every_webhook_request_is_on_the_stream_once_when_publishes_fail(
     assert {ev.id for _, ev in seen if deliveries[ev.data["body"]["i"]]} == {
         event_id(cfg.source, cfg.name, d) for d in deliveries.values() if d}, report
     assert rt.failed == 0 and healthy is None, report
+    # each event counted as published once, whichever of its copies (a caller's retry) was stored;
+    # the other copies are redeliveries
+    assert rt.count == requests, report

@@ -71,6 +71,7 @@ class EventSourceRuntime:
         self._publisher: asyncio.Task[None] | None = None
         self._bus_problem: str | None = None
         self._emitted = RecentIds(EMITTED_IDS)  # a retried delivery is handed to on_event once
+        self._counted = RecentIds(EMITTED_IDS)  # ids stored on the bus as far as this process knows
         self.sources: list[Source] = sources or []
         self._state: Any = None
         ctx = SourceContext(secrets=secrets or Secrets(), state_get=self._state_get, state_put=self._state_put,
@@ -228,31 +229,40 @@ class EventSourceRuntime:
     async def _publish_one(self, cfg: EventConfig, raw: SourceEvent) -> None:
         started = time.perf_counter()
         event = to_event(cfg, raw)
-        result = await self._publish(event)
+        result, unsure = await self._publish(event)
         self.metrics.event_sent(cfg.source, cfg.name)
         self.metrics.event_processing_duration(cfg.source, cfg.name, (time.perf_counter() - started) * 1000)
-        if result is not None and result.duplicate:
+        duplicate = result is not None and result.duplicate
+        # "Already there" after an attempt that may have been stored (its reply lost) is that
+        # attempt's copy: this delivery published it, unless another one was counted for it.
+        if duplicate and not (unsure and self._counted.first(event.id)):
             self.duplicates += 1
             log.info("eventsource %s: event %s/%s id=%s is already on the bus (a redelivery); not stored again",
-                     cfg.source, cfg.source, cfg.name, event.id)
+                     self.es.metadata.name, cfg.source, cfg.name, event.id)
         else:
+            if not duplicate:
+                self._counted.first(event.id)
             self.count += 1
-            log.info("eventsource %s: event %s/%s id=%s published (#%d)", cfg.source, cfg.source, cfg.name,
-                     event.id, self.count)
+            log.info("eventsource %s: event %s/%s id=%s published (#%d)%s", self.es.metadata.name, cfg.source,
+                     cfg.name, event.id, self.count, " by an earlier attempt whose reply was lost" if duplicate else "")
         _resolve(raw, True)
         if self.on_event is not None and self._emitted.first(event.id):
             await self.on_event(event)
 
-    async def _publish(self, event: Event) -> PublishResult | None:
+    async def _publish(self, event: Event) -> tuple[PublishResult | None, bool]:
+        """The bus's answer, and whether an earlier attempt failed in a way that may have
+        stored the event all the same (a timeout: the request may have reached the server)."""
         if self.bus is None:
-            return None
+            return None, False
         pause = 0.2
+        unsure = False
         while True:
             try:
                 result = await self.bus.publish(event)
                 self._bus_problem = None
-                return result
+                return result, unsure
             except EventBusError as err:
+                unsure = True
                 if isinstance(err.__cause__, nats.errors.MaxPayloadError):  # retrying cannot help
                     raise InputLimitError(f"event {event.id} is larger than the bus's max payload "
                                           f"({getattr(self.bus.nc, 'max_payload', '?')} bytes)") from None
