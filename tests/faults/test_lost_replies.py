@@ -58,6 +58,7 @@ def lost(what: str) -> EventBusError:
 def inject(monkeypatch: pytest.MonkeyPatch, faults: Faults) -> None:
     put_many, delete_many, erase, get_raw = (StateStore.put_many, StateStore.delete_many, StateStore.erase,
                                              StateStore.get_raw)
+    erase_many = StateStore.erase_many
     send_acks = runtime_module.send_acks_unconfirmed
 
     async def faulty_put_many(self, items):
@@ -85,6 +86,13 @@ def inject(monkeypatch: pytest.MonkeyPatch, faults: Faults) -> None:
         if kind == "after":
             raise lost("erase")
 
+    async def faulty_erase_many(self, keys):
+        kind = faults.pick("erase")
+        if kind == "before":
+            return [lost("erase") for _ in keys]
+        results = await erase_many(self, keys)
+        return [lost("erase") for _ in keys] if kind == "after" else results
+
     async def faulty_get_raw(self, key):
         if faults.pick("get") != "ok":  # a read changes nothing: both kinds are one
             raise lost("get")
@@ -104,6 +112,7 @@ def inject(monkeypatch: pytest.MonkeyPatch, faults: Faults) -> None:
     monkeypatch.setattr(StateStore, "put_many", faulty_put_many)
     monkeypatch.setattr(StateStore, "delete_many", faulty_delete_many)
     monkeypatch.setattr(StateStore, "erase", faulty_erase)
+    monkeypatch.setattr(StateStore, "erase_many", faulty_erase_many)
     monkeypatch.setattr(StateStore, "get_raw", faulty_get_raw)
     monkeypatch.setattr(runtime_module, "send_acks_unconfirmed", faulty_send_acks)
 

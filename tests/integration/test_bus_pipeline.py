@@ -64,6 +64,21 @@ async def test_deletes_confirmed_by_the_last_leave_every_marker(bus: EventBus):
         await bus.js.delete_key_value(store.bucket)
 
 
+async def test_erase_many_removes_values_and_markers_and_reports_errors_per_key(bus: EventBus):
+    store = await bus.state(unique_name("pipe"))
+    try:
+        keys = [f"j.f{i}" for i in range(40)]
+        assert all(isinstance(r, int) for r in await store.put_many([(k, b"{}", 0) for k in keys]))
+        assert await store.delete_many(keys[:20], confirm_each=False) == [None] * 20  # markers
+        assert await store.erase_many(keys[10:30]) == [None] * 20
+        assert [k for k in keys if await store.seen(k)] == keys[:10] + keys[30:]
+        assert await store.erase_many(["j.absent"]) == [None]  # nothing to remove is not an error
+    finally:
+        await bus.js.delete_key_value(store.bucket)
+    (err,) = await store.erase_many(["j.f0"])  # the bucket is gone: an error for the key, not raised
+    assert isinstance(err, EventBusError) and "j.f0" in str(err), err
+
+
 async def test_a_request_nobody_answers_is_an_error_not_an_exception(bus: EventBus):
     (res,) = await bus.pipeline().send([(f"nobody.{unique_name('x')}", b"", None)], timeout=1.0)
     assert isinstance(res, EventBusError)
