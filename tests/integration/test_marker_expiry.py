@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from types import SimpleNamespace
 
 import nats
 import pytest
@@ -115,7 +114,7 @@ async def test_finished_firings_leave_markers_the_server_expires(private_nats, m
                 return len(got) == 10 and not rt.pending()
 
             await until(finished, what="10 firings run and cleared")
-            assert len(set(got)) == 10 and not rt._tombstones
+            assert len(set(got)) == 10
             kv_stream = f"KV_{rt.bucket}"
             nc = await nats.connect(bus.settings.servers[0])
             try:
@@ -132,12 +131,14 @@ async def test_finished_firings_leave_markers_the_server_expires(private_nats, m
 
 
 async def test_tombstones_over_the_cap_are_erased_without_waiting_for_the_idle_sweep(bus: EventBus, monkeypatch):
-    """An older server: past MAX_TOMBSTONES the oldest markers are purged within a sweep, not
-    after the idle sweeper's minute (which let a busy sensor pile up a minute of purges)."""
+    """An older server: past MAX_TOMBSTONES the oldest markers whose messages are settled are
+    purged within a few sweeps, not after the idle sweeper's minute (which let a busy sensor
+    pile up a minute of purges)."""
     if bus.msg_ttl:
         pytest.skip("the shared server expires markers itself (2.11+)")
     monkeypatch.setattr(srm, "MAX_TOMBSTONES", 5)
     monkeypatch.setattr(srm, "SWEEP_EVERY", 0.2)
+    monkeypatch.setattr(st, "ACKED_GRACE", 0.5)  # the markers go once their messages are settled
     got = []
 
     async def execute(firing):
@@ -159,16 +160,62 @@ async def test_tombstones_over_the_cap_are_erased_without_waiting_for_the_idle_s
         await bus.js.delete_key_value(rt.bucket)
 
 
-@pytest.mark.parametrize(("clears", "want"), [
-    ([(0.0, 1)], st.TOMBSTONE_AGE),  # a quiet sensor: an hour
-    ([(0.0, 166)], st.TOMBSTONE_AGE),  # 2.77/s: an hour of markers is still under the cap
-    ([(0.0, 1000)], 600.0),  # 16.7/s: as long as 10,000 of them last
-    ([(0.0, 30_000), (30.0, 30_000)], srm.MIN_MARKER_TTL),  # 1,000/s: never below the floor
-    ([(0.0, 60_000), (61.0, 1)], st.TOMBSTONE_AGE),  # the burst left the window
-])
-def test_marker_lifetime_follows_the_rate(clears, want):
-    rt = SensorRuntime(one_dep("s"), SimpleNamespace(stream=SimpleNamespace(name="x")), execute=None)
-    ttl = None
-    for at, n in clears:
-        ttl = rt._marker_ttl(at, n)
-    assert ttl == pytest.approx(want)
+async def test_past_the_cap_settled_markers_are_given_a_second_on_a_server_with_ttls(private_nats, monkeypatch):
+    """2.11+: a marker carries TOMBSTONE_AGE; past the cap, one whose message is settled is
+    rewritten with SHORT_MARKER_TTL and goes within seconds, not an hour."""
+    monkeypatch.setattr(srm, "MAX_TOMBSTONES", 5)
+    monkeypatch.setattr(srm, "SWEEP_EVERY", 0.2)
+    monkeypatch.setattr(st, "ACKED_GRACE", 0.5)
+    async with ttl_bus(private_nats) as bus:
+        got = []
+
+        async def execute(firing):
+            got.append(firing.id)
+
+        rt = SensorRuntime(one_dep(unique_name("s")), bus, execute)
+        async with running_sensor(rt):
+            for i in range(20):
+                await bus.publish(new_event(source="shop", subject="order", type="webhook", data={"i": i}))
+
+            async def capped() -> bool:
+                marked = [k async for k in rt.store.scan("j.>", values=False)]
+                return len(got) == 20 and not rt.pending() and len(marked) <= 5
+
+            await until(capped, timeout=20, what="the markers past the cap expiring")
+            assert len(rt._tombstones) <= 5
+
+
+@pytest.mark.parametrize("ttl_server", [True, False], ids=["ttl", "purge"])
+async def test_past_the_cap_unsettled_markers_stay(private_nats, monkeypatch, ttl_server):
+    """Markers whose messages are not settled (their acks lost) stay past the cap: after a
+    crash those messages come back, and only the markers tell that their firings ran."""
+    monkeypatch.setattr(srm, "MAX_TOMBSTONES", 2)
+    monkeypatch.setattr(srm, "SWEEP_EVERY", 0.2)
+    monkeypatch.setattr(st, "ACKED_GRACE", 0.2)
+    monkeypatch.setattr(srm, "send_acks_unconfirmed", _no_acks)
+    async with ttl_bus(private_nats) as bus:
+        if not ttl_server:
+            monkeypatch.setattr(EventBus, "msg_ttl", property(lambda self: False))
+        got = []
+
+        async def execute(firing):
+            got.append(firing.id)
+
+        rt = SensorRuntime(one_dep(unique_name("s")), bus, execute, ack_wait=30.0)
+        async with running_sensor(rt):
+            assert rt.store.expiring_markers is ttl_server
+            for i in range(8):
+                await bus.publish(new_event(source="shop", subject="order", type="webhook", data={"i": i}))
+
+            async def sampled() -> bool:
+                return len(got) == 8 and not rt.pending() and bool(rt._floors)
+
+            await until(sampled, what="8 firings and an ack floor sampled")
+            await asyncio.sleep(2.0)  # many sweeps
+            marked = [k async for k in rt.store.scan("j.>", values=False)]
+            assert len(marked) == 8, marked
+            assert len(rt._tombstones) == 8
+
+
+async def _no_acks(deliveries, pipeline):
+    return None  # "sent": lost on the way

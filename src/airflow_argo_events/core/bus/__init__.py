@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import weakref
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -24,6 +25,9 @@ from airflow_argo_events.core.bus.settings import NatsSettings
 from airflow_argo_events.core.bus.stream import StreamSettings, ensure_stream
 from airflow_argo_events.core.events import Event, encode
 from airflow_argo_events.core.exceptions import EventBusError
+
+_TTL_REFUSED: weakref.WeakSet[Client] = weakref.WeakSet()
+"""Connections whose server refused to turn on per-message TTLs for a bucket (asked once)."""
 
 __all__ = [
     "Delivery", "EventBus", "NatsSettings", "Pipeline", "PublishResult", "StateConflict", "StateStore",
@@ -161,8 +165,14 @@ class EventBus:
 
     async def state(self, bucket: str) -> StateStore:
         """The KV bucket holding one sensor's state (created if absent)."""
-        return await StateStore.open(self.js, bucket, replicas=self.stream.replicas, pipeline=self.pipeline(),
-                                     msg_ttl=self.msg_ttl)
+        ttl = self.msg_ttl and self.nc not in _TTL_REFUSED
+        store = await StateStore.open(self.js, bucket, replicas=self.stream.replicas, pipeline=self.pipeline(),
+                                      msg_ttl=ttl)
+        if ttl and not store.expiring_markers:
+            # refused (no permission to update streams, a node older than 2.11): each open would
+            # wait for the same answer, 5 s when the request is denied in silence
+            _TTL_REFUSED.add(self.nc)
+        return store
 
     @property
     def msg_ttl(self) -> bool:

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import datetime
@@ -197,7 +198,7 @@ class StateStore:
         if ttl is not None:
             if not self.expiring_markers:
                 raise ValueError(f"KV bucket {self.bucket}: the server does not expire markers (NATS < 2.11)")
-            headers = {**_DELETE, _MSG_TTL: str(max(1, round(ttl)))}
+            headers = {**_DELETE, _MSG_TTL: str(max(1, math.ceil(ttl)))}  # whole seconds, never shorter
         if self._pipeline is None:
             if ttl is None:
                 return list(await asyncio.gather(*(self.delete(k) for k in keys), return_exceptions=True))
@@ -264,14 +265,18 @@ class StateStore:
     async def scan(self, prefix: str = ">", values: bool = True, timeout: float = 10.0) -> AsyncIterator[KvEntry]:
         """Every current key under ``prefix`` (``"s.>"``), markers included, in one pass."""
         watcher = await translated(self._kv.watch(prefix, meta_only=not values), f"KV scan {self.bucket}/{prefix}")
+        seen_any = False
         try:
             while True:
                 try:
                     entry = await watcher.updates(timeout=timeout)
+                    if entry is None and not seen_any and await self._delivered_anyway(watcher):
+                        continue  # the entries are on their way: the last one says when it is over
                 except NATS_ERRORS as err:
                     raise EventBusError(f"KV scan {self.bucket}/{prefix}: {type(err).__name__}") from err
                 if entry is None:
                     return
+                seen_any = True
                 yield KvEntry(entry.key, entry.value or b"", entry.revision or 0,
                               getattr(entry, "created", None), entry.operation in ("DEL", "PURGE"))
                 if not entry.delta:
@@ -279,6 +284,15 @@ class StateStore:
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()
+
+    @staticmethod
+    async def _delivered_anyway(watcher: Any) -> bool:
+        """nats-py's watcher says "no keys" when its consumer reported nothing pending before
+        its callback had handled a message: both are true while delivered messages still wait
+        for the callback (seen right after a KV leader change), and a start would then load
+        no journal. The consumer's own count of what it delivered settles it."""
+        info = await watcher._sub.consumer_info()
+        return bool(info.delivered and info.delivered.consumer_seq)
 
     # ---------------------------------------------------------------- JSON
 

@@ -66,14 +66,13 @@ log = logging.getLogger("airflow_argo_events.sensor")
 Execute = Callable[[Firing], Awaitable[Any]]
 RECENT_FINISHED = 10_000
 MAX_TOMBSTONES = 10_000
-"""Finished-firing markers kept at most (about 1 MB of KV): the oldest go early on a busy sensor."""
-MIN_MARKER_TTL = st.ACKED_GRACE
-"""The shortest lifetime a marker is given on a busy sensor when the server expires them (the
-grace an entry keeps applied sequences for): a redelivery of a message whose ack was lost
-comes after ack_wait (seconds), well within it. At 1,700 firings/s that is ~51,000 markers
-(~6 MB of KV); the purges of an older server kept 10,000, a few seconds' worth."""
-MARKER_RATE_WINDOW = 60.0
-"""Seconds over which the rate of finished firings is taken to size the markers' lifetime."""
+"""Finished-firing markers kept beyond which the oldest go early, once the messages that
+caused their firings are settled (never redelivered again): about 1 MB of KV, more on a
+sensor that finishes more firings than that in the time its acks take to settle (the floors
+are sampled every SWEEP_EVERY and trusted ACKED_GRACE later), at most an hour's worth."""
+SHORT_MARKER_TTL = 1
+"""Seconds a marker is given when it goes early on a server that expires markers: rewritten
+with this lifetime instead of purged (a write without an answer, not a JetStream API call)."""
 MAX_BACKOFF = 5.0
 DRAIN_IDLE = 1.0
 """Seconds without messages after which emptied correlation keys are removed (a batch does it otherwise)."""
@@ -157,9 +156,9 @@ class SensorRuntime:
         self._created: set[str] = set()  # journal entries this process wrote
         self._built: dict[str, Firing] = {}  # journaled firings with small events, ready to run
         self._finished: OrderedDict[str, None] = OrderedDict()  # recently finished firing ids
-        self._tombstones: deque[tuple[float, str]] = deque()  # markers to purge (a server without TTLs)
-        self._cleared_recently: deque[tuple[float, int]] = deque()  # (when, firings): the rate for _marker_ttl
-        self._cleared_in_window = 0
+        # markers of finished firings: (when, key, highest stream sequence of their events)
+        self._tombstones: deque[tuple[float, str, int]] = deque()
+        self._loaded_markers: deque[tuple[float, str]] = deque()  # found at start: they go by age alone
         self._clearing: list[st.JournalRecord] = []  # finished firings whose journal entry is to be deleted
         self._clearer: asyncio.Task[None] | None = None
         self._subs: list[Subscription] = []
@@ -267,9 +266,8 @@ class SensorRuntime:
                     await store.erase(e.key)
                 else:
                     self._finished[fid] = None
-                    if not store.expiring_markers:
-                        # (with TTLs, a marker written before them goes at a later start, by its age)
-                        self._tombstones.append((now - age, e.key))
+                    # erased at its age (one written with a TTL is gone by then: a purge of nothing)
+                    self._loaded_markers.append((now - age, e.key))
                 continue
             rec = st.JournalRecord.parse(st.loads_strict(e.value))
             if rec.firing_id in self._journal:
@@ -1095,9 +1093,10 @@ class SensorRuntime:
             # Only the last delete of the batch is confirmed (it is stored after the others): a
             # lost one costs an idempotent re-run after a restart, like a crash before it (3).
             now = time.time()
-            # On NATS 2.11+ the server drops each marker when its lifetime is over: no purge
-            # request per firing later (one per firing was the sweeper's cost on a busy sensor).
-            ttl = self._marker_ttl(now, len(recs)) if self.store.expiring_markers else None
+            # On NATS 2.11+ each marker carries its lifetime and the server drops it then, even
+            # while this process is down (a crash must not shorten it: a redelivery after the
+            # restart still needs it). On an older server the sweeper purges it at that age.
+            ttl = st.TOMBSTONE_AGE if self.store.expiring_markers else None
             results = await self.store.delete_many([st.journal_key(r.firing_id) for r in recs], confirm_each=False,
                                                    ttl=ttl)
             retry: list[st.JournalRecord] = []
@@ -1105,8 +1104,7 @@ class SensorRuntime:
             for rec, err in zip(recs, results, strict=True):
                 if err is None:
                     cleared.append(rec)
-                    if ttl is None:
-                        self._tombstones.append((now, st.journal_key(rec.firing_id)))
+                    self._tombstones.append((now, st.journal_key(rec.firing_id), rec.highest_seq()))
                 elif isinstance(err, EventBusError) and _refused(err):
                     log.error("sensor %s: journal entry of firing %s cannot be cleared (%s); it re-runs after a "
                               "restart", self.name, rec.firing_id, err)
@@ -1121,7 +1119,7 @@ class SensorRuntime:
             for rec in cleared:
                 await self._forget(rec, tombstone=False)
             if len(self._tombstones) > MAX_TOMBSTONES and not self._sample_due.is_set():
-                self._sample_due.set()  # over the cap: the sweeper, maybe asleep for a minute, erases the oldest now
+                self._sample_due.set()  # over the cap: the sweeper, maybe asleep for a minute, samples the floors
             if retry:
                 self.stats["bus_errors"] += 1
                 log.warning("sensor %s: clearing %d journal entr%s failed (%s); retrying in %.1fs", self.name,
@@ -1132,21 +1130,6 @@ class SensorRuntime:
                 pause = min(pause * 2, MAX_BACKOFF)
             else:
                 pause = 0.1
-
-    def _marker_ttl(self, now: float, n: int) -> float:
-        """Seconds the server keeps the markers of ``n`` firings finished now: TOMBSTONE_AGE,
-        or, on a sensor that finishes more than MAX_TOMBSTONES firings in that time, as long
-        as MAX_TOMBSTONES of them last at the rate of the last MARKER_RATE_WINDOW seconds (the
-        purges do that on an older server), never below MIN_MARKER_TTL."""
-        window = self._cleared_recently
-        window.append((now, n))
-        self._cleared_in_window += n
-        while window[0][0] < now - MARKER_RATE_WINDOW:
-            self._cleared_in_window -= window.popleft()[1]
-        rate = self._cleared_in_window / MARKER_RATE_WINDOW
-        if rate * st.TOMBSTONE_AGE <= MAX_TOMBSTONES:
-            return st.TOMBSTONE_AGE
-        return max(MIN_MARKER_TTL, MAX_TOMBSTONES / rate)
 
     async def _forget(self, rec: st.JournalRecord, tombstone: bool = True) -> None:
         for ref in rec.refs.values():
@@ -1165,11 +1148,29 @@ class SensorRuntime:
             if due:
                 self._sample_due.clear()
                 await asyncio.sleep(every)  # one sample per ``every`` seconds at most
+            expiring = self.store.expiring_markers
             horizon = time.time() - st.TOMBSTONE_AGE
-            # Past MAX_TOMBSTONES (a very busy sensor) the oldest go early: KV and memory stay bounded.
-            old = []
-            while self._tombstones and (self._tombstones[0][0] < horizon or len(self._tombstones) > MAX_TOMBSTONES):
-                old.append(self._tombstones.popleft()[1])
+            old = []  # to purge: at their age (the server does it when it expires markers)
+            while self._loaded_markers and self._loaded_markers[0][0] < horizon:
+                old.append(self._loaded_markers.popleft()[1])
+            tombs = self._tombstones
+            while tombs and tombs[0][0] < horizon:
+                key = tombs.popleft()[1]
+                if not expiring:
+                    old.append(key)
+            # Past MAX_TOMBSTONES (a busy sensor) the oldest go early, but only once the ack floor
+            # has passed their events' messages: those are never redelivered, so their markers
+            # recognise nothing any more; an unsettled one may still be needed after a crash.
+            floor = self._settled_floor()
+            early = []
+            while len(tombs) > MAX_TOMBSTONES and tombs[0][2] <= floor:
+                early.append(tombs.popleft()[1])
+            if expiring:
+                for i in range(0, len(early), 256):
+                    with contextlib.suppress(EventBusError):  # not rewritten: it keeps its hour
+                        await self.store.delete_many(early[i:i + 256], confirm_each=False, ttl=SHORT_MARKER_TTL)
+            else:
+                old += early
             for i in range(0, len(old), 64):  # 64 purges at once keep the JetStream API responsive
                 errors = [e for e in await self.store.erase_many(old[i:i + 64]) if e is not None]
                 if errors:  # a marker left behind goes at the next start, by its age
@@ -1183,8 +1184,9 @@ class SensorRuntime:
         10,000 of them share a triggerer)."""
         if self._draining or self._sample_due.is_set() or len(self._tombstones) > MAX_TOMBSTONES:
             return every
-        if self._tombstones:
-            return min(IDLE_SWEEP, max(every, self._tombstones[0][0] + st.TOMBSTONE_AGE - time.time()))
+        oldest = min([q[0][0] for q in (self._tombstones, self._loaded_markers) if q], default=None)
+        if oldest is not None:
+            return min(IDLE_SWEEP, max(every, oldest + st.TOMBSTONE_AGE - time.time()))
         return IDLE_SWEEP
 
     async def _sample_ack_floor(self) -> None:

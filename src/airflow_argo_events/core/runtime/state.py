@@ -31,9 +31,10 @@ process sent proves nothing (it may be lost, above all when a cluster's leader m
 The check is exact membership, never an inference from order, because a restarted sensor
 may see newer messages before the redelivered ones.
 Firings are de-duplicated by id against the journal and its delete markers (tombstones,
-kept TOMBSTONE_AGE seconds, fewer on a busy sensor: see MAX_TOMBSTONES in the runtime).
-On NATS 2.11+ a marker is written with its lifetime (``Nats-TTL``) and the server removes
-it; on an older one the runtime purges it, one request per marker.
+kept TOMBSTONE_AGE seconds; past MAX_TOMBSTONES of them the oldest go early once the ack
+floors have passed their messages). On NATS 2.11+ a marker is written with its lifetime
+(``Nats-TTL``), so the server removes it even while the sensor is down; on an older one
+the runtime purges it.
 
 Correlated triggers (an extension) have one entry per pending key, so 100,000 pending keys
 are 100,000 small entries and a batch writes only the keys it touched. A key whose partial
@@ -244,6 +245,11 @@ class JournalRecord:
     by: str | None = None
     """The sensor process that journaled it (``SensorRuntime.instance``): a create whose reply
     was lost finds its own entry on the retry and must tell it from a replica's."""
+
+    def highest_seq(self) -> int:
+        """The stream sequence of its newest event (the message whose redelivery would make
+        the firing again): once the ack floors pass it, its marker recognises nothing more."""
+        return max((r.seq for r in self.refs.values()), default=0)
 
     def dump(self, fragments: bool = False) -> dict[str, Any]:
         out = {"id": self.firing_id, "trigger": self.trigger, "corr": self.corr,
