@@ -32,6 +32,18 @@ def one_dep(name: str) -> Sensor:
         "triggers": [{"template": {"name": "t", "log": {}}}]}})
 
 
+class Fired(list):
+    """The executor: the ids of the firings it ran, in order."""
+
+    async def __call__(self, firing) -> None:
+        self.append(firing.id)
+
+
+async def publish_orders(bus: EventBus, n: int) -> None:
+    for i in range(n):
+        await bus.publish(new_event(source="shop", subject="order", type="webhook", data={"i": i}))
+
+
 async def until(cond, timeout=20.0, what="condition"):
     deadline = asyncio.get_running_loop().time() + timeout
     while not await cond():
@@ -100,15 +112,10 @@ async def test_finished_firings_leave_markers_the_server_expires(private_nats, m
     """Nothing is left for the sweeper to purge, the markers carry their lifetime, and they go."""
     monkeypatch.setattr(st, "TOMBSTONE_AGE", 2.0)
     async with ttl_bus(private_nats) as bus:
-        got = []
-
-        async def execute(firing):
-            got.append(firing.id)
-
-        rt = SensorRuntime(one_dep(unique_name("s")), bus, execute)
+        got = Fired()
+        rt = SensorRuntime(one_dep(unique_name("s")), bus, got)
         async with running_sensor(rt):
-            for i in range(10):
-                await bus.publish(new_event(source="shop", subject="order", type="webhook", data={"i": i}))
+            await publish_orders(bus, 10)
 
             async def finished() -> bool:
                 return len(got) == 10 and not rt.pending()
@@ -139,16 +146,11 @@ async def test_tombstones_over_the_cap_are_erased_without_waiting_for_the_idle_s
     monkeypatch.setattr(srm, "MAX_TOMBSTONES", 5)
     monkeypatch.setattr(srm, "SWEEP_EVERY", 0.2)
     monkeypatch.setattr(st, "ACKED_GRACE", 0.5)  # the markers go once their messages are settled
-    got = []
-
-    async def execute(firing):
-        got.append(firing.id)
-
-    rt = SensorRuntime(one_dep(unique_name("s")), bus, execute)
+    got = Fired()
+    rt = SensorRuntime(one_dep(unique_name("s")), bus, got)
     try:
         async with running_sensor(rt):
-            for i in range(20):
-                await bus.publish(new_event(source="shop", subject="order", type="webhook", data={"i": i}))
+            await publish_orders(bus, 20)
 
             async def capped() -> bool:
                 return len(got) == 20 and not rt.pending() and len(rt._tombstones) <= 5
@@ -167,15 +169,10 @@ async def test_past_the_cap_settled_markers_are_given_a_second_on_a_server_with_
     monkeypatch.setattr(srm, "SWEEP_EVERY", 0.2)
     monkeypatch.setattr(st, "ACKED_GRACE", 0.5)
     async with ttl_bus(private_nats) as bus:
-        got = []
-
-        async def execute(firing):
-            got.append(firing.id)
-
-        rt = SensorRuntime(one_dep(unique_name("s")), bus, execute)
+        got = Fired()
+        rt = SensorRuntime(one_dep(unique_name("s")), bus, got)
         async with running_sensor(rt):
-            for i in range(20):
-                await bus.publish(new_event(source="shop", subject="order", type="webhook", data={"i": i}))
+            await publish_orders(bus, 20)
 
             async def capped() -> bool:
                 marked = [k async for k in rt.store.scan("j.>", values=False)]
@@ -196,16 +193,11 @@ async def test_past_the_cap_unsettled_markers_stay(private_nats, monkeypatch, tt
     async with ttl_bus(private_nats) as bus:
         if not ttl_server:
             monkeypatch.setattr(EventBus, "msg_ttl", property(lambda self: False))
-        got = []
-
-        async def execute(firing):
-            got.append(firing.id)
-
-        rt = SensorRuntime(one_dep(unique_name("s")), bus, execute, ack_wait=30.0)
+        got = Fired()
+        rt = SensorRuntime(one_dep(unique_name("s")), bus, got, ack_wait=30.0)
         async with running_sensor(rt):
             assert rt.store.expiring_markers is ttl_server
-            for i in range(8):
-                await bus.publish(new_event(source="shop", subject="order", type="webhook", data={"i": i}))
+            await publish_orders(bus, 8)
 
             async def sampled() -> bool:
                 return len(got) == 8 and not rt.pending() and bool(rt._floors)
