@@ -236,3 +236,17 @@ def test_sensor_run_uses_the_definition_state_name(tmp_path, nats_url, stream):
     bad = subprocess.run([CLI, "sensor", "run", "-f", str(path), "--nats", nats_url, "--state-name", "a.b"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--state-name" in bad.stderr
+
+
+async def test_state_list_counts_live_journal_entries_not_markers(bus: EventBus):
+    from airflow_argo_events.cli.state_commands import _count_journal
+    from airflow_argo_events.testing.plugin import unique_name
+
+    store = await bus.state(unique_name("cnt"))
+    try:
+        assert await _count_journal(bus.js, store.bucket) == 0
+        await store.put_many([(f"j.f{i}", b"{}", 0) for i in range(3)] + [("s.t._", b"{}", 0)])
+        assert await store.delete_many(["j.f0"]) == [None]  # a finished firing's marker
+        assert await _count_journal(bus.js, store.bucket) == 2
+    finally:
+        await bus.js.delete_key_value(store.bucket)

@@ -26,7 +26,7 @@ from nats.js.errors import NotFoundError
 
 from airflow_argo_events.cli.common import run_async
 from airflow_argo_events.cli.nats_target import nats_target
-from airflow_argo_events.core.bus import EventBus, StreamSettings, durable_name
+from airflow_argo_events.core.bus import EventBus, StateStore, StreamSettings, durable_name
 from airflow_argo_events.core.limits import loads_strict
 
 LEGACY_PREFIXES = ("sensor-", "airflow-", "ti-", "manifest-")
@@ -86,19 +86,11 @@ async def _meta(js: JetStreamContext, bucket: str) -> dict[str, Any] | None:
 
 
 async def _count_journal(js: JetStreamContext, bucket: str) -> int:
-    """Live ``j.*`` keys, counted by a server-side filtered watch (not a scan of every key)."""
-    kv = await js.key_value(bucket)
-    watcher = await kv.watch(JOURNAL_KEYS, ignore_deletes=True, meta_only=True)
-    count = 0
-    try:
-        async for entry in watcher:
-            if entry is None:  # initial values delivered
-                break
-            if entry.operation not in ("DEL", "PURGE"):
-                count += 1
-    finally:
-        await watcher.stop()
-    return count
+    """Live ``j.*`` keys, counted by a server-side filtered scan (not of every key; the same
+    scan a sensor loads its journal with, which does not take a slow first delivery for an
+    empty bucket)."""
+    store = StateStore(await js.key_value(bucket), bucket, js)
+    return sum([1 async for e in store.scan(JOURNAL_KEYS, values=False) if not e.deleted])
 
 
 async def _legacy_pending(js: JetStreamContext, bucket: str) -> int | None:
