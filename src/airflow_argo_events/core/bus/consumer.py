@@ -61,6 +61,9 @@ class Delivery:
     a delivery that went elsewhere or was lost on the way."""
     consumer: str = field(init=False)
     """The durable consumer that delivered it."""
+    received: float = field(init=False)
+    """When it arrived (``time.monotonic()``): a copy held past ack_wait may have been sent
+    again, and handled, elsewhere."""
 
     def __post_init__(self) -> None:
         meta = self.msg.metadata
@@ -68,6 +71,7 @@ class Delivery:
         self.num_delivered = meta.num_delivered
         self.consumer_seq = meta.sequence.consumer
         self.consumer = meta.consumer or ""
+        self.received = time.monotonic()
 
     async def ack(self, wait: bool = True) -> None:
         """Ack; with ``wait`` (default) until the server recorded it, as Argo's AckSync.
@@ -135,7 +139,7 @@ class Subscription:
         self._ahead = 2 if prefetch else 1  # batches requested or buffered (see "How a fetch works")
         self._inbox = ""
         self._isub: NatsSubscription | None = None
-        self._buf: deque[Msg] = deque()  # delivered, not fetched yet
+        self._buf: deque[tuple[Msg, float]] = deque()  # delivered, not fetched yet: (message, when it came)
         self._asked: deque[list[float]] = deque()  # open pull requests, oldest first: [still due, expires at]
         self._arrived = asyncio.Event()
         self._failed: str | None = None  # a status that ends the consumer (deleted...): raised by fetch
@@ -206,13 +210,13 @@ class Subscription:
     # them all (asking twice is harmless; never asking is not).
 
     async def _on_msg(self, msg: Msg) -> None:
-        self._heard = time.monotonic()
+        self._heard = now = time.monotonic()
         self._hb_misses = 0
         self._suspect_at = 0.0
         headers = msg.headers
         status = headers.get(api.Header.STATUS) if headers else None
         if status is None or (msg.reply and msg.reply.startswith("$JS.ACK.")):
-            self._buf.append(msg)
+            self._buf.append((msg, now))
             if self._asked:
                 left = self._asked[0][0] - 1
                 if left > 0:
@@ -318,7 +322,7 @@ class Subscription:
             # after ack_wait): the next fetch asks again, and meets the error itself.
             with contextlib.suppress(nats.errors.Error, nats.js.errors.APIError, ConnectionError):
                 await self._pull(want, timeout)
-        return [to_delivery(m) for m in take]
+        return [to_delivery(m, at) for m, at in take]
 
     def suspect(self) -> None:
         """A message was published on this subscription's subject: if an open pull request
@@ -379,7 +383,7 @@ class Subscription:
                 pass
             # Delivered to us but never handed out: give them back now rather than after ack_wait.
             left, self._buf = list(self._buf), deque()
-            for msg in left:
+            for msg, _ in left:
                 with contextlib.suppress(*_NATS_ERRORS):
                     await msg.nak()
 
@@ -417,8 +421,11 @@ async def send_acks_unconfirmed(deliveries: Sequence[Delivery], pipeline: Pipeli
     return await pipeline.send_only([(d.msg.reply, b"", None) for d in deliveries])
 
 
-def to_delivery(msg: Msg) -> Delivery:
+def to_delivery(msg: Msg, received: float | None = None) -> Delivery:
     try:
-        return Delivery(msg, decode(msg.data, msg.headers))
+        d = Delivery(msg, decode(msg.data, msg.headers))
     except EventDecodeError as err:
-        return Delivery(msg, None, str(err))
+        d = Delivery(msg, None, str(err))
+    if received is not None:
+        d.received = received
+    return d

@@ -604,6 +604,14 @@ class SensorRuntime:
         against the reloaded entries (4), as for a redelivery: a write of the failed attempt
         may have been stored with its reply lost."""
         stored_earlier = await self._stored_earlier(earlier, batch) if earlier else {}
+        # (4) A copy may be older than what the ack floors have let entries and markers forget:
+        # held in a buffer (back-pressure) or across this batch's failed attempts past ack_wait,
+        # the server sent the message again, and whoever got it may have acked it long ago. A
+        # redelivery, a retry and a copy held over half of ack_wait are checked against the
+        # floors asked now; one already acked on the server is skipped.
+        held = time.monotonic() - self._ack_wait / 2
+        stale = await self._acked_copies(batch if earlier is not None else
+                                         [d for d in batch if d.num_delivered > 1 or d.received < held])
         engine = self.engine
         engine.begin()
         engine.take_dirty()
@@ -650,6 +658,9 @@ class SensorRuntime:
 
         for d in batch:
             ev = d.event
+            if id(d) in stale:
+                counts["skipped"] += 1
+                continue
             if ev is None:
                 counts["malformed"] += 1
                 poison[id(d)] = f"not a CloudEvent: {d.error}"
@@ -823,6 +834,21 @@ class SensorRuntime:
             if id(d) in poison:
                 self.stats["poison"] += 1
         return spawn, poison, observed
+
+    async def _acked_copies(self, suspects: list[Delivery]) -> set[int]:
+        """The deliveries (by id) whose message is acked on the server already: at or below its
+        consumer's ack floor, asked now (one consumer-info request per consumer, only for
+        batches with redelivered or retried messages). Such a copy was handled by someone, and
+        the entries and markers that recognised it may be gone (4)."""
+        if not suspects:
+            return set()
+        subs = {sub.durable: sub for sub in self._subs}
+        floors: dict[str, int] = {}
+        for consumer in {d.consumer for d in suspects}:
+            sub = subs.get(consumer)
+            if sub is not None:
+                floors[consumer] = _settled_upto(await sub.info())
+        return {id(d) for d in suspects if d.stream_seq <= floors.get(d.consumer, 0)}
 
     async def _stored_earlier(self, earlier: dict[str, st.JournalRecord],
                               batch: list[Delivery]) -> dict[str, st.JournalRecord]:
