@@ -16,7 +16,10 @@ Invariants (numbered as the code refers to them):
 4. A redelivered message is recognised by the stream sequences each entry records in the
    same write that applied it, and a regenerated firing by its journal entry or tombstone.
    Acks go out unconfirmed (a lost one is such a redelivery); an entry forgets a sequence
-   only once its consumer's ack floor on the server has passed it, ACKED_GRACE seconds ago.
+   (and a finished firing's marker may go early) only once its consumer's ack floor on the
+   server has passed it, ACKED_GRACE seconds ago. A copy that may predate that (a
+   redelivery, a retried batch, one held in a buffer over half of ack_wait) is checked
+   against the floors asked then: one already acked on the server is skipped.
 5. A compare-and-set conflict (another replica wrote first) or a bus error mid-batch
    reloads the touched entries and processes the same batch again on top of them, checking
    every message against them as (4) does: a write whose reply was lost may have been
