@@ -61,7 +61,7 @@ class Delivery:
     a delivery that went elsewhere or was lost on the way."""
     consumer: str = field(init=False)
     """The durable consumer that delivered it."""
-    received: float = field(init=False)
+    received: float = field(default_factory=time.monotonic)
     """When it arrived (``time.monotonic()``): a copy held past ack_wait may have been sent
     again, and handled, elsewhere."""
 
@@ -71,7 +71,6 @@ class Delivery:
         self.num_delivered = meta.num_delivered
         self.consumer_seq = meta.sequence.consumer
         self.consumer = meta.consumer or ""
-        self.received = time.monotonic()
 
     async def ack(self, wait: bool = True) -> None:
         """Ack; with ``wait`` (default) until the server recorded it, as Argo's AckSync.
@@ -422,10 +421,8 @@ async def send_acks_unconfirmed(deliveries: Sequence[Delivery], pipeline: Pipeli
 
 
 def to_delivery(msg: Msg, received: float | None = None) -> Delivery:
+    at = time.monotonic() if received is None else received
     try:
-        d = Delivery(msg, decode(msg.data, msg.headers))
+        return Delivery(msg, decode(msg.data, msg.headers), received=at)
     except EventDecodeError as err:
-        d = Delivery(msg, None, str(err))
-    if received is not None:
-        d.received = received
-    return d
+        return Delivery(msg, None, str(err), received=at)
