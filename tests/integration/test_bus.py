@@ -29,6 +29,24 @@ async def test_publish_consume_round_trip_keeps_the_cloudevent(bus: EventBus):
     await d.ack()
 
 
+async def test_a_message_that_is_no_delivery_on_the_inbox_is_ignored(bus: EventBus):
+    # Our inbox's messages come straight from the parser (bus/raw.py). One published there by
+    # anyone (no JetStream ack subject) is counted and dropped; before, it reached the
+    # fetch as a delivery and nats-py's metadata reader raised out of it.
+    sub = await bus.subscribe(unique_name("d"), "s", "e")
+    fetching = asyncio.create_task(sub.fetch(10, timeout=5))
+    await asyncio.sleep(0.2)
+    await bus.nc.publish(sub._inbox, b"hello", reply="not.a.delivery")
+    await bus.nc.publish(sub._inbox, b"{}", headers={"Nats-Msg-Id": "x"})
+    ev = new_event(source="s", subject="e", type="webhook", data={"k": 1})
+    await bus.publish(ev)
+    got = await fetching
+    got += [] if got else await sub.fetch(10, timeout=5)
+    assert [d.event.id for d in got] == [ev.id]
+    assert sub.foreign == 2
+    assert got[0].msg.headers["Nats-Msg-Id"] == ev.id  # parsed when read
+
+
 async def test_republished_id_is_deduplicated(bus: EventBus):
     sub = await bus.subscribe(unique_name("d"), "s", "e")
     ev = new_event(source="s", subject="e", type="webhook", data={"k": 1})

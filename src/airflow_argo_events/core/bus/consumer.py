@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
@@ -20,8 +21,11 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext, api
 
 from airflow_argo_events.core.bus.pipeline import Pipeline
+from airflow_argo_events.core.bus.raw import RawMsg, ack_fields, route, status_of, unroute
 from airflow_argo_events.core.events import Event, decode
 from airflow_argo_events.core.exceptions import EventBusError, EventDecodeError
+
+log = logging.getLogger("airflow_argo_events.bus")
 
 DeliverFrom = Literal["new", "all"] | datetime
 MAX_CONSUMERS_REACHED = 10026
@@ -66,11 +70,11 @@ class Delivery:
     again, and handled, elsewhere."""
 
     def __post_init__(self) -> None:
-        meta = self.msg.metadata
-        self.stream_seq = meta.sequence.stream
-        self.num_delivered = meta.num_delivered
-        self.consumer_seq = meta.sequence.consumer
-        self.consumer = meta.consumer or ""
+        fields = ack_fields(self.msg.reply or "")
+        if fields is None:  # not a JetStream delivery: nats-py's reader says why
+            meta = self.msg.metadata
+            fields = (meta.sequence.stream, meta.sequence.consumer, meta.num_delivered, meta.consumer or "")
+        self.stream_seq, self.consumer_seq, self.num_delivered, self.consumer = fields
 
     async def ack(self, wait: bool = True) -> None:
         """Ack; with ``wait`` (default) until the server recorded it, as Argo's AckSync.
@@ -152,6 +156,8 @@ class Subscription:
         """Pull requests given up as lost (no heartbeat) and asked again (for tests and status)."""
         self.heartbeats = 0
         """Idle heartbeats the server sent on our long pull requests."""
+        self.foreign = 0
+        """Messages on our inbox that were not JetStream deliveries (ignored)."""
 
     def _reconnects(self) -> int:
         return int(self._nc.stats.get("reconnects", 0))
@@ -184,7 +190,8 @@ class Subscription:
             # a pull request for more than max_ack_pending is refused (409): ask within it
             self._max_ask = (info.config.max_ack_pending or 0) if info.config else 0
             self._inbox = self._nc.new_inbox()
-            self._isub = await self._nc.subscribe(self._inbox, cb=self._on_msg)
+            self._isub = await self._nc.subscribe(self._inbox)
+            route(self._nc, self._isub, self._on_raw)
         except _NATS_ERRORS as err:
             if getattr(err, "err_code", None) == MAX_CONSUMERS_REACHED:
                 raise EventBusError(
@@ -208,31 +215,39 @@ class Subscription:
     # expired, 409 ...) closes the oldest, and one past its expiry or a reconnect forgets
     # them all (asking twice is harmless; never asking is not).
 
-    async def _on_msg(self, msg: Msg) -> None:
+    def _on_raw(self, subject: bytes, reply: bytes, data: bytes, block: bytes | None) -> None:
+        """Our inbox's messages, as the parser reads them (``raw.py``): deliveries go to
+        ``_buf``; a status (heartbeat, request expired, consumer deleted...) is handled here."""
         self._heard = now = time.monotonic()
         self._hb_misses = 0
         self._suspect_at = 0.0
-        headers = msg.headers
-        status = headers.get(api.Header.STATUS) if headers else None
-        if status is None or (msg.reply and msg.reply.startswith("$JS.ACK.")):
-            self._buf.append((msg, now))
+        status = status_of(block)
+        if status is None or reply.startswith(b"$JS.ACK."):
+            text = reply.decode("utf-8", "replace")
+            if ack_fields(text) is None:  # not a JetStream delivery: someone published to our inbox
+                self.foreign += 1
+                if self.foreign == 1:
+                    log.warning("consumer %s: a message that is not a JetStream delivery came to its inbox "
+                                "(reply %r); ignored, as are any more", self.durable, text[:80])
+                return
+            self._buf.append((RawMsg(self._nc, subject.decode("utf-8", "replace"), text, data, block), now))
             if self._asked:
                 left = self._asked[0][0] - 1
                 if left > 0:
                     self._asked[0][0] = left
                 else:
                     self._asked.popleft()
-        elif status == "100":  # an idle heartbeat: the request is alive (``_heard``), nothing else to do
+        elif status[0] == "100":  # an idle heartbeat: the request is alive (``_heard``), nothing else to do
             self.heartbeats += 1
             return
         else:
+            code, description = status
             if self._asked:
                 self._asked.popleft()
-            description = (headers or {}).get(api.Header.DESCRIPTION, "")
-            if status == "409" and ("Deleted" in description or "push" in description):
-                self._failed = f"{status} {description}"
-            elif status not in ("404", "408", "409"):
-                self._failed = f"{status} {description}".strip()
+            if code == "409" and ("Deleted" in description or "push" in description):
+                self._failed = f"{code} {description}"
+            elif code not in ("404", "408", "409"):
+                self._failed = f"{code} {description}".strip()
         self._arrived.set()
 
     def _ask(self, want: int, timeout: float) -> int:
@@ -376,6 +391,7 @@ class Subscription:
         if self._isub is not None:
             isub, self._isub = self._isub, None
             self._asked.clear()
+            unroute(self._nc, isub)
             try:
                 await isub.unsubscribe()
             except (nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError):
@@ -422,7 +438,9 @@ async def send_acks_unconfirmed(deliveries: Sequence[Delivery], pipeline: Pipeli
 
 def to_delivery(msg: Msg, received: float | None = None) -> Delivery:
     at = time.monotonic() if received is None else received
+    # binary mode needs a ce-id header: a block without the text has none, and stays unparsed
+    headers = None if isinstance(msg, RawMsg) and not msg.may_have_header(b"ce-id") else msg.headers
     try:
-        return Delivery(msg, decode(msg.data, msg.headers), received=at)
+        return Delivery(msg, decode(msg.data, headers), received=at)
     except EventDecodeError as err:
         return Delivery(msg, None, str(err), received=at)

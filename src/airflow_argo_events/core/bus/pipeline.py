@@ -27,6 +27,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js.errors import APIError
 
 from airflow_argo_events.core.bus.kv import StateConflict, StateTooLarge, translated
+from airflow_argo_events.core.bus.raw import RawMsg, encode_pub, route, send_encoded, unroute
 from airflow_argo_events.core.exceptions import EventBusError
 
 Request = tuple[str, bytes, "dict[str, str] | None"]
@@ -52,6 +53,7 @@ class Pipeline:
     def __init__(self, nc: Client) -> None:
         self._nc = nc
         self._prefix = ""
+        self._skip = 0
         self._sub: NatsSubscription | None = None
         self._waiting: dict[str, tuple[_Batch, int]] = {}
         self._ids = itertools.count()
@@ -61,16 +63,19 @@ class Pipeline:
         async with self._lock:
             if self._sub is None:
                 prefix = self._nc.new_inbox()
-                self._sub = await translated(self._nc.subscribe(prefix + ".*", cb=self._on_reply),
-                                             "reply subscription")
+                sub = await translated(self._nc.subscribe(prefix + ".*"), "reply subscription")
+                route(self._nc, sub, self._on_reply)  # raw.py: straight from the parser
+                self._sub = sub
                 self._prefix = prefix + "."
+                self._skip = len(self._prefix)
 
-    async def _on_reply(self, msg: Msg) -> None:
-        slot = self._waiting.pop(msg.subject[len(self._prefix):], None)
+    def _on_reply(self, subject: bytes, reply: bytes, data: bytes, block: bytes | None) -> None:
+        slot = self._waiting.pop(subject[self._skip:].decode("ascii", "replace"), None)
         if slot is None:  # late (its batch timed out) or not ours
             return
         batch, i = slot
-        batch.replies[i] = msg
+        batch.replies[i] = RawMsg(self._nc, subject.decode("utf-8", "replace"), reply.decode("utf-8", "replace"),
+                                  data, block)
         batch.left -= 1
         if not batch.left and not batch.done.done():
             batch.done.set_result(None)
@@ -96,16 +101,26 @@ class Pipeline:
         batch = _Batch(len(requests), asyncio.get_running_loop())
         tokens: list[str] = []
         unsent: dict[int, BaseException] = {}
+        commands: list[bytes] = []
+        size = 0
         try:
             for i, (subject, payload, headers) in enumerate(requests):
                 token = f"{next(self._ids):x}"
+                try:
+                    commands.append(encode_pub(self._nc, subject, payload, self._prefix + token, headers))
+                except nats.errors.Error as err:  # this request only (too large, a bad subject)
+                    unsent[i] = err
+                    batch.left -= 1
+                    continue
+                size += len(payload)
                 tokens.append(token)
                 self._waiting[token] = (batch, i)
-                try:
-                    await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
-                except (nats.errors.Error, ConnectionError, OSError) as err:
+            try:
+                await send_encoded(self._nc, commands, size)
+            except (nats.errors.Error, ConnectionError, OSError) as err:
+                for token in tokens:
+                    _, i = self._waiting.pop(token)
                     unsent[i] = err
-                    self._waiting.pop(token, None)
                     batch.left -= 1
         except BaseException:
             for token in tokens:
@@ -161,13 +176,22 @@ class Pipeline:
     async def send_only(self, requests: Sequence[Request]) -> BaseException | None:
         """Publish without asking for replies (plain acks, unconfirmed deletes): None once all
         are handed to the connection, or the first send's error (the rest are not sent)."""
-        for subject, payload, headers in requests:
-            try:
-                await self._nc.publish(subject, payload, headers=headers)
-            except (nats.errors.Error, ConnectionError, OSError) as err:
-                failed = EventBusError(f"publish to {subject} failed: {type(err).__name__}: {err}".rstrip(": "))
-                failed.__cause__ = err
-                return failed
+        commands: list[bytes] = []
+        size = 0
+        try:
+            for subject, payload, headers in requests:
+                try:
+                    commands.append(encode_pub(self._nc, subject, payload, "", headers))
+                except nats.errors.Error:
+                    # the ones before it go; it and the rest do not (as one publish at a time)
+                    await send_encoded(self._nc, commands, size)
+                    raise
+                size += len(payload)
+            await send_encoded(self._nc, commands, size)
+        except (nats.errors.Error, ConnectionError, OSError) as err:
+            failed = EventBusError(f"publish to {subject} failed: {type(err).__name__}: {err}".rstrip(": "))
+            failed.__cause__ = err
+            return failed
         return None
 
     async def close(self) -> None:
@@ -177,6 +201,7 @@ class Pipeline:
                 batch.done.set_result(None)
         self._waiting.clear()
         if sub is not None:
+            unroute(self._nc, sub)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
