@@ -70,7 +70,7 @@ class Delivery:
     again, and handled, elsewhere."""
 
     def __post_init__(self) -> None:
-        fields = ack_fields(self.msg.reply or "")
+        fields = getattr(self.msg, "ack", None) or ack_fields(self.msg.reply or "")
         if fields is None:  # not a JetStream delivery: nats-py's reader says why
             meta = self.msg.metadata
             fields = (meta.sequence.stream, meta.sequence.consumer, meta.num_delivered, meta.consumer or "")
@@ -224,13 +224,14 @@ class Subscription:
         status = status_of(block)
         if status is None or reply.startswith(b"$JS.ACK."):
             text = reply.decode("utf-8", "replace")
-            if ack_fields(text) is None:  # not a JetStream delivery: someone published to our inbox
+            fields = ack_fields(text)
+            if fields is None:  # not a JetStream delivery: someone published to our inbox
                 self.foreign += 1
                 if self.foreign == 1:
                     log.warning("consumer %s: a message that is not a JetStream delivery came to its inbox "
                                 "(reply %r); ignored, as are any more", self.durable, text[:80])
                 return
-            self._buf.append((RawMsg(self._nc, subject.decode("utf-8", "replace"), text, data, block), now))
+            self._buf.append((RawMsg(self._nc, subject.decode("utf-8", "replace"), text, data, block, fields), now))
             if self._asked:
                 left = self._asked[0][0] - 1
                 if left > 0:

@@ -137,7 +137,9 @@ class RawMsg(Msg):
     first read (most readers never do), exactly as nats-py would have parsed it."""
 
     def __init__(self, client: Client, subject: str, reply: str, data: bytes, block: bytes | None,
-                 sid: int | None = None) -> None:  # not the dataclass __init__: headers stay raw
+                 ack: tuple[int, int, int, str] | None = None) -> None:  # not the dataclass __init__
+        self.ack = ack
+        """:func:`ack_fields` of ``reply``, when the receiver read them already."""
         self._client = client
         self.subject = subject
         self.reply = reply
@@ -146,7 +148,7 @@ class RawMsg(Msg):
         self._headers: dict[str, str] | None = _NOT_PARSED if block else None
         self._metadata = None
         self._ackd = False
-        self._sid = sid
+        self._sid = None
 
     @property  # type: ignore[override]
     def headers(self) -> dict[str, str] | None:
@@ -191,6 +193,8 @@ def ack_fields(reply: str) -> tuple[int, int, int, str] | None:
 _BAD_SUBJECT = re.compile(r"[ \t\r\n]")  # nats-py's: CR/LF would inject protocol commands
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _NEWLINES = str.maketrans({"\r": " ", "\n": " "})
+_NAMES: dict[str, bytes] = {}
+"""Header names already checked, encoded."""
 
 
 def encode_pub(nc: Client, subject: str, payload: bytes, reply: str = "",
@@ -205,12 +209,17 @@ def encode_pub(nc: Client, subject: str, payload: bytes, reply: str = "",
         return b"PUB %b %b %d\r\n%b\r\n" % (subject.encode(), reply.encode(), len(payload), payload)
     block = [b"NATS/1.0\r\n"]
     for k, v in headers.items():
-        name = k.strip()
-        if not name:
-            continue
-        if not _HEADER_NAME.fullmatch(name):
-            raise nats.errors.BadHeaderError(name)
-        block.append(b"%b: %b\r\n" % (name.encode(), v.strip().translate(_NEWLINES).encode()))
+        name = _NAMES.get(k)
+        if name is None:
+            name = k.strip()
+            if not name:
+                continue
+            if not _HEADER_NAME.fullmatch(name):
+                raise nats.errors.BadHeaderError(name)
+            name = name.encode()
+            if len(_NAMES) < 64:  # our few fixed names; anything else is checked every time
+                _NAMES[k] = name
+        block.append(b"%b: %b\r\n" % (name, v.strip().translate(_NEWLINES).encode()))
     block.append(b"\r\n")
     hdr = b"".join(block)
     return b"HPUB %b %b %d %d\r\n%b%b\r\n" % (subject.encode(), reply.encode(), len(hdr), len(hdr) + len(payload),

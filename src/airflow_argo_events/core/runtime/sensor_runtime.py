@@ -1126,14 +1126,15 @@ class SensorRuntime:
             # while this process is down (a crash must not shorten it: a redelivery after the
             # restart still needs it). On an older server the sweeper purges it at that age.
             ttl = st.TOMBSTONE_AGE if self.store.expiring_markers else None
-            results = await self.store.delete_many([st.journal_key(r.firing_id) for r in recs], confirm_each=False,
-                                                   ttl=ttl)
+            keys = [st.journal_key(r.firing_id) for r in recs]
+            results = await self.store.delete_many(keys, confirm_each=False, ttl=ttl)
             retry: list[st.JournalRecord] = []
             cleared: list[st.JournalRecord] = []
-            for rec, err in zip(recs, results, strict=True):
+            tombs = self._tombstones
+            for rec, key, err in zip(recs, keys, results, strict=True):
                 if err is None:
                     cleared.append(rec)
-                    self._tombstones.append((now, st.journal_key(rec.firing_id), rec.highest_seq()))
+                    tombs.append((now, key, rec.highest_seq()))
                 elif isinstance(err, EventBusError) and _refused(err):
                     log.error("sensor %s: journal entry of firing %s cannot be cleared (%s); it re-runs after a "
                               "restart", self.name, rec.firing_id, err)
@@ -1146,7 +1147,8 @@ class SensorRuntime:
                 self._created.discard(rec.firing_id)
             self._update_room()
             for rec in cleared:
-                await self._forget(rec, tombstone=False)
+                if any(ref.blob for ref in rec.refs.values()):
+                    await self._forget(rec, tombstone=False)
             if len(self._tombstones) > MAX_TOMBSTONES and not self._sample_due.is_set():
                 self._sample_due.set()  # over the cap: the sweeper, maybe asleep for a minute, samples the floors
             if retry:
