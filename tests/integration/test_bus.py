@@ -47,6 +47,34 @@ async def test_a_message_that_is_no_delivery_on_the_inbox_is_ignored(bus: EventB
     assert got[0].msg.headers["Nats-Msg-Id"] == ev.id  # parsed when read
 
 
+async def test_every_delivery_operation_works_on_routed_messages(bus: EventBus):
+    # Deliveries are RawMsg (bus/raw.py), nats-py's Msg with lazily parsed headers: each of
+    # Msg's operations must still reach the server (a field named like a method broke ack()).
+    sub = await bus.subscribe(unique_name("d"), "s", "ops", ack_wait=1.0)
+    events = [new_event(source="s", subject="ops", type="webhook", data=i) for i in range(5)]
+    for ev in events:
+        await bus.publish(ev)
+    got: list = []
+    while len(got) < 5:
+        got += await sub.fetch(5, timeout=5)
+    by_data = {d.event.data: d for d in got}
+    await by_data[0].ack()
+    await by_data[1].ack(wait=False)
+    await by_data[2].term()
+    await by_data[3].in_progress()
+    await by_data[3].nak()
+    await by_data[4].nak()
+    again: list = []
+    while len(again) < 2:
+        again += await sub.fetch(5, timeout=5)
+    assert sorted(d.event.data for d in again) == [3, 4]  # the nak'd ones come back, nothing else
+    assert all(d.num_delivered == 2 for d in again)
+    for d in again:
+        await d.ack()
+    await asyncio.sleep(1.5)  # past ack_wait: an ack that went nowhere would redeliver now
+    assert await sub.fetch(5, timeout=1) == []
+
+
 async def test_republished_id_is_deduplicated(bus: EventBus):
     sub = await bus.subscribe(unique_name("d"), "s", "e")
     ev = new_event(source="s", subject="e", type="webhook", data={"k": 1})

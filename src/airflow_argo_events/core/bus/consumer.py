@@ -70,7 +70,7 @@ class Delivery:
     again, and handled, elsewhere."""
 
     def __post_init__(self) -> None:
-        fields = getattr(self.msg, "ack", None) or ack_fields(self.msg.reply or "")
+        fields = getattr(self.msg, "js_fields", None) or ack_fields(self.msg.reply or "")
         if fields is None:  # not a JetStream delivery: nats-py's reader says why
             meta = self.msg.metadata
             fields = (meta.sequence.stream, meta.sequence.consumer, meta.num_delivered, meta.consumer or "")

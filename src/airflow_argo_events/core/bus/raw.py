@@ -138,7 +138,7 @@ class RawMsg(Msg):
 
     def __init__(self, client: Client, subject: str, reply: str, data: bytes, block: bytes | None,
                  ack: tuple[int, int, int, str] | None = None) -> None:  # not the dataclass __init__
-        self.ack = ack
+        self.js_fields = ack
         """:func:`ack_fields` of ``reply``, when the receiver read them already."""
         self._client = client
         self.subject = subject
