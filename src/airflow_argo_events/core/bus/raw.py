@@ -193,37 +193,46 @@ def ack_fields(reply: str) -> tuple[int, int, int, str] | None:
 _BAD_SUBJECT = re.compile(r"[ \t\r\n]")  # nats-py's: CR/LF would inject protocol commands
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _NEWLINES = str.maketrans({"\r": " ", "\n": " "})
-_NAMES: dict[str, bytes] = {}
-"""Header names already checked, encoded."""
+_bad_subject = _BAD_SUBJECT.search
+_BLOCKS: dict[tuple[tuple[str, str], ...], bytes] = {}
 
 
 def encode_pub(nc: Client, subject: str, payload: bytes, reply: str = "",
                headers: dict[str, str] | None = None) -> bytes:
     """One PUB/HPUB command, checked as nats-py's ``publish`` checks it (subject and reply,
     header names, the server's max payload); raises the same nats-py errors."""
-    if not subject or _BAD_SUBJECT.search(subject) or (reply and _BAD_SUBJECT.search(reply)):
+    if not subject or _bad_subject(subject) or (reply and _bad_subject(reply)):
         raise nats.errors.BadSubjectError
     if len(payload) > nc._max_payload:
         raise nats.errors.MaxPayloadError
     if headers is None:
         return b"PUB %b %b %d\r\n%b\r\n" % (subject.encode(), reply.encode(), len(payload), payload)
-    block = [b"NATS/1.0\r\n"]
-    for k, v in headers.items():
-        name = _NAMES.get(k)
-        if name is None:
-            name = k.strip()
-            if not name:
-                continue
-            if not _HEADER_NAME.fullmatch(name):
-                raise nats.errors.BadHeaderError(name)
-            name = name.encode()
-            if len(_NAMES) < 64:  # our few fixed names; anything else is checked every time
-                _NAMES[k] = name
-        block.append(b"%b: %b\r\n" % (name, v.strip().translate(_NEWLINES).encode()))
-    block.append(b"\r\n")
-    hdr = b"".join(block)
+    hdr = _header_block(headers)
     return b"HPUB %b %b %d %d\r\n%b%b\r\n" % (subject.encode(), reply.encode(), len(hdr), len(hdr) + len(payload),
                                               hdr, payload)
+
+
+def _header_block(headers: dict[str, str]) -> bytes:
+    """``NATS/1.0`` and the headers, as nats-py writes them; the last few blocks are kept
+    (a sensor writes the same one or two again and again: a create's, a delete marker's)."""
+    items = tuple(headers.items())
+    hdr = _BLOCKS.get(items)
+    if hdr is not None:
+        return hdr
+    block = [b"NATS/1.0\r\n"]
+    for k, v in items:
+        name = k.strip()
+        if not name:
+            continue
+        if not _HEADER_NAME.fullmatch(name):
+            raise nats.errors.BadHeaderError(name)
+        block.append(b"%b: %b\r\n" % (name.encode(), v.strip().translate(_NEWLINES).encode()))
+    block.append(b"\r\n")
+    hdr = b"".join(block)
+    if len(_BLOCKS) >= 256:  # entries' expected revisions vary: keep the table small
+        _BLOCKS.clear()
+    _BLOCKS[items] = hdr
+    return hdr
 
 
 async def send_encoded(nc: Client, commands: list[bytes], payload_bytes: int) -> None:
