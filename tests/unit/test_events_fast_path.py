@@ -131,3 +131,44 @@ def test_go_nanosecond_times_and_offsets_agree() -> None:
     for t in ("2024-05-01T10:11:12.123456789Z", "2024-05-01T10:11:12+02:00", "2024-05-01T10:11:12.5-07:30"):
         payload = json.dumps({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "time": t}).encode()
         assert E.decode(payload) == E._decode_with_sdk(payload)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=messages(), spaced=st.booleans())
+def test_a_payload_kept_for_the_journal_reads_back_as_the_same_event(doc: dict[str, Any], spaced: bool) -> None:
+    """``decode_keeping`` hands the live path the payload to store instead of the event
+    serialized again: stored in a journal entry (or a blob) and read back, it must give the
+    very Event decoded from it. It refuses (None) where reading again would not (no time:
+    "now" each time)."""
+    from airflow_argo_events.core.runtime import state as S
+
+    payload = json.dumps(doc, separators=(", ", ": ") if spaced else (",", ":")).encode()
+    try:
+        ev, raw = E.decode_keeping(payload)
+    except EventDecodeError:
+        return
+    if "time" not in doc:
+        assert raw is None
+    if raw is None:
+        return
+    assert raw == payload
+    rec = S.JournalRecord("f1", "t", S.NO_CORRELATION, {"d": S.Ref(ev.id, 7, ev, raw=raw)}, "2024-01-01T00:00:00Z")
+    back = S.JournalRecord.parse(S.loads_strict(rec.encode()))
+    assert back.refs["d"].event == ev
+    (ref, blob) = S.new_ref(ev, 7, "o", raw)
+    assert ref.raw == raw and (blob is None or S.decode_blob(blob[1]) == ev)
+
+
+@pytest.mark.parametrize("size", [10, 5_000, 50_000])
+def test_a_kept_payload_too_large_to_inline_goes_to_a_blob_that_reads_back(size: int) -> None:
+    from airflow_argo_events.core.runtime import state as S
+
+    ev0 = E.new_event(source="s", subject="e", type="t", data={"blob": "x" * size, "n": [1, 2.5, None]})
+    ev, raw = E.decode_keeping(E.encode(ev0))
+    assert raw is not None and ev == ev0
+    ref, blob = S.new_ref(ev, 3, "owner", raw)
+    if size > S.INLINE_MAX:
+        assert blob is not None and ref.blob == blob[0] and S.decode_blob(blob[1]) == ev
+    else:
+        assert blob is None and S.JournalRecord.parse(S.loads_strict(S.JournalRecord(
+            "f", "t", S.NO_CORRELATION, {"d": ref}, "c").encode())).refs["d"].event == ev

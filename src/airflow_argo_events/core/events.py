@@ -184,9 +184,16 @@ def decode(payload: bytes, headers: Mapping[str, str] | None = None) -> Event:
 
     Raises EventDecodeError with a one-line reason; never anything else.
     """
+    return decode_keeping(payload, headers)[0]
+
+
+def decode_keeping(payload: bytes, headers: Mapping[str, str] | None = None) -> tuple[Event, bytes | None]:
+    """:func:`decode`, and ``payload`` itself when it reads back as this very Event (a plain
+    structured CloudEvent with its time; else None): the live path stores it as it came
+    instead of serializing the event again."""
     try:
         if headers and _has_binary_headers(headers):
-            return _decode_binary(payload, headers)
+            return _decode_binary(payload, headers), None
         return _decode_structured(payload)
     except EventDecodeError:
         raise
@@ -202,13 +209,16 @@ def _not_a_cloudevent(payload: bytes, err: Exception) -> EventDecodeError:
 _PLAIN_KEYS = frozenset(("specversion", "id", "source", "type", "subject", "datacontenttype", "time", "data"))
 
 
-def _decode_structured(payload: bytes) -> Event:
+def _decode_structured(payload: bytes) -> tuple[Event, bytes | None]:
     # Our strict reader in place of json.loads: bounded depth and no NaN, so a hostile
     # message fails here, once, and not in a later stage.
     attrs = loads_strict(payload)
     if not isinstance(attrs, dict):
         raise EventDecodeError(f"not a CloudEvent (a JSON {type(attrs).__name__}, not an object)")
-    return _plain_event(attrs) or from_cloudevent(_read_structured(attrs))
+    ev = _plain_event(attrs)
+    if ev is not None:  # read again, the same bytes give the same Event, unless its time was "now"
+        return ev, payload if "time" in attrs and type(payload) is bytes else None
+    return from_cloudevent(_read_structured(attrs)), None
 
 
 def _plain_event(attrs: dict[str, Any]) -> Event | None:

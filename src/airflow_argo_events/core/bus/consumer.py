@@ -22,7 +22,7 @@ from nats.js import JetStreamContext, api
 
 from airflow_argo_events.core.bus.pipeline import Pipeline
 from airflow_argo_events.core.bus.raw import RawMsg, ack_fields, route, status_of, unroute
-from airflow_argo_events.core.events import Event, decode
+from airflow_argo_events.core.events import Event, decode_keeping
 from airflow_argo_events.core.exceptions import EventBusError, EventDecodeError
 
 log = logging.getLogger("airflow_argo_events.bus")
@@ -68,6 +68,9 @@ class Delivery:
     received: float = field(default_factory=time.monotonic)
     """When it arrived (``time.monotonic()``): a copy held past ack_wait may have been sent
     again, and handled, elsewhere."""
+    raw: bytes | None = None
+    """The payload, when it reads back as ``event`` exactly (``decode_keeping``): stored as it
+    came, not serialized again."""
 
     def __post_init__(self) -> None:
         fields = getattr(self.msg, "js_fields", None) or ack_fields(self.msg.reply or "")
@@ -442,6 +445,7 @@ def to_delivery(msg: Msg, received: float | None = None) -> Delivery:
     # binary mode needs a ce-id header: a block without the text has none, and stays unparsed
     headers = None if isinstance(msg, RawMsg) and not msg.may_have_header(b"ce-id") else msg.headers
     try:
-        return Delivery(msg, decode(msg.data, headers), received=at)
+        event, raw = decode_keeping(msg.data, headers)
+        return Delivery(msg, event, received=at, raw=raw)
     except EventDecodeError as err:
         return Delivery(msg, None, str(err), received=at)

@@ -690,7 +690,7 @@ class SensorRuntime:
                     for f in fired:
                         if not self._known(f.id) and await self.store.seen(st.journal_key(f.id)):
                             elsewhere.add(f.id)
-                staged = self._stage(ev, seq, fired, entry, blobs, new_journal, released, elsewhere, created)
+                staged = self._stage(ev, seq, fired, entry, blobs, new_journal, released, elsewhere, created, d.raw)
                 built.update((f.id, f) for f in fired if f.id in staged)
             except EventBusError:
                 raise
@@ -923,8 +923,9 @@ class SensorRuntime:
 
     def _stage(self, ev: Event, seq: int, fired: list[Firing], entry: Callable[..., st.Entry],
                blobs: dict[str, bytes], new_journal: dict[str, st.JournalRecord], released: list[str],
-               elsewhere: set[str], created: str) -> set[str]:
-        """Record in the working copies what one processed event changed; returns new firing ids."""
+               elsewhere: set[str], created: str, raw: bytes | None = None) -> set[str]:
+        """Record in the working copies what one processed event changed; returns new firing ids.
+        ``raw``: the message's payload when it reads back as ``ev`` (stored as it came)."""
         engine = self.engine
         staged: set[str] = set()
         for trigger, dep, firing, corr in engine.applied:
@@ -938,7 +939,7 @@ class SensorRuntime:
                 if saved is None:  # a later dependency of the same event fired with it
                     continue
                 old = e.refs.get(dep)
-                ref, blob = st.new_ref(saved, seq, f"{trigger}/{e.corr}/{dep}")
+                ref, blob = st.new_ref(saved, seq, f"{trigger}/{e.corr}/{dep}", raw if saved is ev else None)
                 if blob:
                     blobs[blob[0]] = blob[1]
                 if old is not None and old.blob and old.blob != ref.blob:
@@ -953,7 +954,7 @@ class SensorRuntime:
                     continue
                 if old is not None and old.blob:
                     released.append(old.blob)
-                ref, blob = st.new_ref(fev, seq, f"j:{firing.id}:{d}")
+                ref, blob = st.new_ref(fev, seq, f"j:{firing.id}:{d}", raw if fev is ev else None)
                 if blob:
                     blobs[blob[0]] = blob[1]
                 refs[d] = ref

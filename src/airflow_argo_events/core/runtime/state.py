@@ -150,10 +150,13 @@ class Ref:
         return cls(str(doc["id"]), int(doc.get("seq") or 0), ev, doc.get("blob"))
 
 
-def new_ref(event: Event, seq: int, owner: str) -> tuple[Ref, tuple[str, bytes] | None]:
-    """A ref for ``event`` and, when it is too large to inline, the blob to write first."""
-    doc = event.to_json()
-    raw = dumps_compact(doc)
+def new_ref(event: Event, seq: int, owner: str, raw: bytes | None = None) -> tuple[Ref, tuple[str, bytes] | None]:
+    """A ref for ``event`` and, when it is too large to inline, the blob to write first.
+    ``raw``: JSON that reads back as ``event`` (the message it came in, ``decode_keeping``)."""
+    doc = None
+    if raw is None:
+        doc = event.to_json()
+        raw = dumps_compact(doc)
     if len(raw) <= INLINE_MAX:
         return Ref(event.id, seq, event, doc=doc, raw=raw), None
     key = "e." + hashlib.sha256(f"{owner}\n{event.id}\n{seq}".encode()).hexdigest()[:32]
