@@ -26,6 +26,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "bus": ("EventBus publish/consume/round trip against raw nats-py", ["--n", "2000", "--rtt", "200"], []),
     "sensor_live": ("live sensor publish->firing latency and firings/s against raw nats-py",
                     ["--n", "2000", "--rtt", "200"], []),
+    "instructions": ("live sensor vs raw nats-py in CPU instructions per message (callgrind: no noise)",
+                     ["--small", "300", "--large", "1300"], []),
     "webhook": ("webhook EventSource requests/s (200 after the JetStream ack) against a bare aiohttp handler",
                 ["--seconds", "1.5", "--rounds", "1"], []),
     "cluster": ("3-node cluster: live sensor on R1 vs R3, firing pause when the R3 leader is SIGKILLed",
