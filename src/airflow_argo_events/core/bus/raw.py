@@ -9,7 +9,10 @@ order the parser read the messages, with the raw subject, reply, payload and hea
 and builds a :class:`RawMsg`, whose headers are parsed only if someone reads them.
 
 Everything else stays nats-py's: other subscriptions, reconnects (which send SUB again with
-the same sid, so the route holds), connection stats.
+the same sid, so the route holds), connection stats. What this module relies on of nats-py's
+insides (``Client._process_msg`` as the parser calls it, ``Subscription._id``, and for sends
+``_send_command``, ``_flush_queue``, ``_flush_pending``, ``_max_payload``, the pending-size
+counters) is what tests/unit/test_bus_raw.py and every live-path test exercise.
 
 >>> sub = await nc.subscribe(inbox)                       # doctest: +SKIP
 >>> route(nc, sub, lambda subject, reply, data, hdr: ...)  # doctest: +SKIP
@@ -41,6 +44,12 @@ def route(nc: Client, sub: NatsSubscription, handler: Handler) -> None:
     """Send ``sub``'s messages to ``handler`` instead of through nats-py's queue and task."""
     routes: dict[int, Handler] | None = getattr(nc, "_argo_routes", None)
     if routes is None:
+        if not callable(getattr(type(nc), "_process_msg", None)) or not hasattr(sub, "_id"):
+            # a nats-py release that reads messages differently: say so, rather than leave the
+            # inbox's messages queued for a callback nobody set
+            raise RuntimeError("this nats-py release has no Client._process_msg(sid, subject, reply, data, "
+                               "headers) or Subscription._id; the routed inboxes of bus/raw.py need both "
+                               "(nats-py 2.9-2.x have them)")
         routes = {}
         _install(nc, routes)
     routes[sub._id] = handler
