@@ -29,7 +29,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from airflow_argo_events.core.exceptions import EventDecodeError
-from airflow_argo_events.core.limits import InputLimitError, loads_strict
+from airflow_argo_events.core.limits import InputLimitError, loads_strict, loads_strict_noting
 
 JSON_CONTENT_TYPE = "application/json"
 _FORMAT = JSONFormat()
@@ -212,12 +212,15 @@ _PLAIN_KEYS = frozenset(("specversion", "id", "source", "type", "subject", "data
 def _decode_structured(payload: bytes) -> tuple[Event, bytes | None]:
     # Our strict reader in place of json.loads: bounded depth and no NaN, so a hostile
     # message fails here, once, and not in a later stage.
-    attrs = loads_strict(payload)
+    attrs, standard = loads_strict_noting(payload)
     if not isinstance(attrs, dict):
         raise EventDecodeError(f"not a CloudEvent (a JSON {type(attrs).__name__}, not an object)")
     ev = _plain_event(attrs)
-    if ev is not None:  # read again, the same bytes give the same Event, unless its time was "now"
-        return ev, payload if "time" in attrs and type(payload) is bytes else None
+    if ev is not None:
+        # Read again, the same bytes give the same Event, unless its time was "now"; and only
+        # text orjson read itself is spliced into stored JSON (invalid UTF-8 in a string, which
+        # our fallback reads, would make the journal entry unreadable to other tools).
+        return ev, payload if standard and "time" in attrs and type(payload) is bytes else None
     return from_cloudevent(_read_structured(attrs)), None
 
 

@@ -55,16 +55,26 @@ def depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
 
 def loads_strict(data: bytes | bytearray | memoryview | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse standard JSON from an untrusted source; ``InputLimitError`` with one line otherwise."""
+    return loads_strict_noting(data, max_depth=max_depth)[0]
+
+
+def loads_strict_noting(data: bytes | bytearray | memoryview | str, *,
+                        max_depth: int = MAX_JSON_DEPTH) -> tuple[Any, bool]:
+    """:func:`loads_strict`, and whether orjson read the text itself (True: well-formed UTF-8
+    JSON that any reader takes; False: only our lenient fallback did, e.g. lone surrogates,
+    or invalid UTF-8 inside a string)."""
+    standard = True
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as err:
         value = _fallback(data, err)
+        standard = False
     # Every level opens with "[" or "{": a text with no more of them than the limit cannot
     # nest deeper (brackets inside strings only count extra), so most messages skip the walk.
     text = data.encode() if isinstance(data, str) else bytes(data) if not isinstance(data, bytes) else data
     if text.count(b"[") + text.count(b"{") > max_depth and depth_exceeds(value, max_depth):
         raise InputLimitError(f"JSON nested deeper than {max_depth} levels")
-    return value
+    return value, standard
 
 
 def _fallback(data: bytes | bytearray | memoryview | str, err: orjson.JSONDecodeError) -> Any:

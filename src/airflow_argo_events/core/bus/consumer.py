@@ -225,6 +225,8 @@ class Subscription:
         self._hb_misses = 0
         self._suspect_at = 0.0
         status = status_of(block)
+        if status is not None and reply and not reply.startswith(b"$JS.ACK."):
+            status = None  # the server's statuses come without a reply: this one is no status (foreign)
         if status is None or reply.startswith(b"$JS.ACK."):
             text = reply.decode("utf-8", "replace")
             fields = ack_fields(text)

@@ -83,12 +83,15 @@ def _install(nc: Client, routes: dict[int, Handler]) -> None:
 
 def status_of(block: bytes | None) -> tuple[str, str] | None:
     """The inline status of a header block (``NATS/1.0 408 Request Timeout``): its code and
-    description, or None for a message without one."""
+    description, or None for a message without one (a status is three digits, as the
+    server writes them: ``NATS/1.0 4`` or ``NATS/1.0 \r\n`` is none)."""
     if not block or block[8:9] != b" ":
         return None
     line = block[9:].split(b"\r\n", 1)[0]
     code, _, description = line.partition(b" ")
-    return code.strip().decode("ascii", "replace"), description.strip().decode("utf-8", "replace")
+    if len(code) != 3 or not code.isdigit():
+        return None
+    return code.decode("ascii"), description.strip().decode("utf-8", "replace")
 
 
 def parse_headers(block: bytes | None) -> dict[str, str] | None:
@@ -217,6 +220,11 @@ def encode_pub(nc: Client, subject: str, payload: bytes, reply: str = "",
     if headers is None:
         return b"PUB %b %b %d\r\n%b\r\n" % (subject.encode(), reply.encode(), len(payload), payload)
     hdr = _header_block(headers)
+    if len(hdr) + len(payload) > nc._max_payload:
+        # Stricter than nats-py, which checks the payload alone: the server counts the headers
+        # too, and answers an oversized HPUB by closing the connection (every request in
+        # flight lost with it). This one fails alone instead.
+        raise nats.errors.MaxPayloadError
     return b"HPUB %b %b %d %d\r\n%b%b\r\n" % (subject.encode(), reply.encode(), len(hdr), len(hdr) + len(payload),
                                               hdr, payload)
 
