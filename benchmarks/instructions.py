@@ -30,12 +30,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import nats  # noqa: E402
 from _common import bench_nats, ratio  # noqa: E402
+from sensor_live import DATA, sensor  # noqa: E402  (the same events and sensor as the timed benchmark)
 
 from airflow_argo_events.core.bus import EventBus, NatsSettings, StreamSettings  # noqa: E402
 from airflow_argo_events.core.events import new_event  # noqa: E402
 from airflow_argo_events.core.runtime.sensor_runtime import SensorRuntime  # noqa: E402
-
-DATA = {"body": {"kind": "order", "amount": 42}}
 
 
 async def publish(url: str, stream: str, n: int) -> None:
@@ -60,8 +59,6 @@ async def read_raw(url: str, stream: str, n: int) -> None:
 
 
 async def read_ours(url: str, stream: str, n: int) -> None:
-    from sensor_live import sensor
-
     settings = StreamSettings(name=stream, replicas=1)
     async with EventBus(NatsSettings.from_url(url), settings) as bus:
         done = asyncio.Event()

@@ -53,7 +53,6 @@ class Pipeline:
     def __init__(self, nc: Client) -> None:
         self._nc = nc
         self._prefix = ""
-        self._skip = 0
         self._sub: NatsSubscription | None = None
         self._waiting: dict[str, tuple[_Batch, int]] = {}
         self._ids = itertools.count()
@@ -67,10 +66,9 @@ class Pipeline:
                 route(self._nc, sub, self._on_reply)  # raw.py: straight from the parser
                 self._sub = sub
                 self._prefix = prefix + "."
-                self._skip = len(self._prefix)
 
     def _on_reply(self, subject: bytes, reply: bytes, data: bytes, block: bytes | None) -> None:
-        slot = self._waiting.pop(subject[self._skip:].decode("ascii", "replace"), None)
+        slot = self._waiting.pop(subject[len(self._prefix):].decode("ascii", "replace"), None)
         if slot is None:  # late (its batch timed out) or not ours
             return
         batch, i = slot

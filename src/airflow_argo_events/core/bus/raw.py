@@ -186,9 +186,7 @@ def ack_fields(reply: str) -> tuple[int, int, int, str] | None:
     and the one with domain and account hash); None for anything else."""
     t = reply.split(".")
     n = len(t)
-    if n < 9 or t[0] != "$JS" or t[1] != "ACK":
-        return None
-    if n == 10:
+    if n < 9 or n == 10 or t[0] != "$JS" or t[1] != "ACK":  # 9 tokens, or 11 and more
         return None
     at = 2 if n == 9 else 4  # where the stream's name is
     try:  # every number must read, as nats-py's reader requires (the time and pending included)
