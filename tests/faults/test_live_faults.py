@@ -299,11 +299,31 @@ def test_applied_sequences_detect_redelivery_exactly():
     # ones, and an older message that was never applied must not be skipped
     assert not e.already_applied(["a"], 200) and not e.already_applied(["a"], 0)
     assert not e.already_applied(["b"], 5)
-    e.prune(lambda seq: seq < 150)
+    e.prune(149)
     assert e.applied["a"] == list(range(150, 200))
-    for seq in range(1000, 1000 + st.APPLIED_CAP + 10):
+    e.saw("a", 199)  # the same message again (a retried batch): recorded once
+    assert e.applied["a"] == list(range(150, 200))
+
+
+def test_a_busy_entry_forgets_only_what_the_newest_ack_floor_passed(monkeypatch):
+    """Past APPLIED_CAP an entry drops the sequences at or below the newest floor sample
+    (before its grace ran out), never one the server has not seen acked: a lost ack's
+    message, redelivered after thousands of newer ones, is still recognised."""
+    monkeypatch.setattr(st, "APPLIED_HARD_CAP", 2_000)
+    e = st.Entry("t")
+    e.saw("a", 5)  # its ack was lost: the floor stays below it
+    for seq in range(10, 10 + st.APPLIED_CAP):
         e.saw("a", seq)
-    assert len(e.applied["a"]) == st.APPLIED_CAP
+    assert e.bound(latest=4) == (True, 0)  # over the cap, nothing acked: all kept, floors asked sooner
+    assert e.already_applied(["a"], 5) and len(e.applied["a"]) == st.APPLIED_CAP + 1
+    assert e.bound(latest=100) == (False, 0)  # what the floor passed goes, the lost ack's included
+    assert e.applied["a"][0] == 101 and len(e.applied["a"]) == st.APPLIED_CAP - 91
+    for seq in range(1_000, 1_000 + st.APPLIED_CAP):
+        e.saw("a", seq)
+    assert e.bound(latest=10**9) == (False, 0) and e.applied == {}
+    for seq in range(1, 3_001):  # the floors cannot be asked: the oldest go past the hard cap, counted
+        e.saw("a", seq)
+    assert e.bound(latest=0) == (True, 1_000) and e.applied["a"][0] == 1_001
 
 
 async def test_a_restart_applies_what_a_dead_process_left_unacked_in_stream_order(bus: EventBus):

@@ -28,11 +28,10 @@ from airflow_argo_events.cli.common import run_async
 from airflow_argo_events.cli.nats_target import nats_target
 from airflow_argo_events.core.bus import EventBus, StateStore, StreamSettings, durable_name
 from airflow_argo_events.core.limits import loads_strict
+from airflow_argo_events.core.runtime.state import count_journal
 
 LEGACY_PREFIXES = ("sensor-", "airflow-", "ti-", "manifest-")
 KV_STREAM = "KV_"
-JOURNAL_KEYS = "j.>"
-"""The journal of the layout with ``meta``: one key per firing not yet finished."""
 
 
 @dataclass
@@ -86,11 +85,9 @@ async def _meta(js: JetStreamContext, bucket: str) -> dict[str, Any] | None:
 
 
 async def _count_journal(js: JetStreamContext, bucket: str) -> int:
-    """Live ``j.*`` keys, counted by a server-side filtered scan (not of every key; the same
-    scan a sensor loads its journal with, which does not take a slow first delivery for an
-    empty bucket)."""
-    store = StateStore(await js.key_value(bucket), bucket, js)
-    return sum([1 async for e in store.scan(JOURNAL_KEYS, values=False) if not e.deleted])
+    """Firings in the journal, by a server-side filtered scan of ``j.*`` (not of every key;
+    the same scan a sensor loads its journal with)."""
+    return await count_journal(StateStore(await js.key_value(bucket), bucket, js))
 
 
 async def _legacy_pending(js: JetStreamContext, bucket: str) -> int | None:

@@ -33,7 +33,7 @@ from airflow_argo_events.core.events import format_time
 from airflow_argo_events.core.exceptions import ArgoEventsError, EventBusError
 from airflow_argo_events.core.limits import loads_strict
 from airflow_argo_events.core.observe.record import OBS_KEY
-from airflow_argo_events.core.runtime.state import entry_key, key_token
+from airflow_argo_events.core.runtime.state import count_journal, entry_key, journal_docs, key_token
 
 KV_STREAM = "KV_"
 RUNNING_WITHIN = 15.0
@@ -351,8 +351,7 @@ async def read_sensor_status(js: JetStreamContext, name: str, *, sensor: Any = N
         except ValueError:
             warnings.append(f"journal entry {e.key} is not valid JSON")
             continue
-        if isinstance(doc, dict):
-            journal.append(doc)
+        journal += journal_docs(e.key, doc)
 
     running_notes = obs.get("running") or {}
     firings_notes = obs.get("firings") or {}
@@ -429,10 +428,6 @@ class _Placeholder:
 _PLACEHOLDER: Any = _Placeholder()
 
 
-async def _count_journal(store: StateStore) -> int:
-    return sum([1 async for e in store.scan("j.>", values=False) if not e.deleted])
-
-
 async def list_sensors(js: JetStreamContext, *, count_pending: bool = True) -> list[SensorSummary]:
     """Every sensor state on the server (buckets with a ``meta`` key), sorted by sensor and state."""
     out = []
@@ -447,7 +442,7 @@ async def list_sensors(js: JetStreamContext, *, count_pending: bool = True) -> l
             meta = await _doc(store, "meta")
             if not meta or "sensor" not in meta:
                 continue
-            pending = await asyncio.wait_for(_count_journal(store), 30) if count_pending else None
+            pending = await asyncio.wait_for(count_journal(store), 30) if count_pending else None
         except (SensorNotFound, EventBusError, asyncio.TimeoutError):
             continue
         owner = {str(k): str(v) for k, v in (meta.get("owner") or {}).items() if v is not None}

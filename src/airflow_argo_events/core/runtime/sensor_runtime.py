@@ -3,28 +3,28 @@
 Invariants (numbered as the code refers to them):
 
 1. A message is acked only after everything it changed is stored: the entries of the
-   stateful triggers it touched (compare-and-set on each entry's revision) and the journal
-   entry of every firing it caused (see ``state.py`` for the layout).
-2. Write order within a batch: event blobs, then journal entries, then trigger entries,
-   then acks. A crash at any point leaves either the old state (the batch is redelivered
-   and processed again) or a firing that is journaled before the state that consumed it is
-   cleared (it re-runs from the journal; the redelivered batch regenerates the same firing
-   id and is recognised).
+   triggers it touched (compare-and-set on each entry's revision; every trigger has one)
+   and the journal chunk holding every firing it caused (see ``state.py`` for the layout).
+2. Write order within a batch: event blobs, then journal chunks, then trigger entries
+   (each naming the chunks of its firings), then acks. A crash at any point leaves either
+   the old state (the batch is redelivered and processed again; a chunk no entry names is
+   ignored) or committed entries naming stored chunks (their firings run after restart).
 3. A firing leaves the journal only after its action finished (success, or failure after
    retries and the dead-letter action). A crash in between re-runs it after restart with
    the same firing id, which every action passes on as an idempotency key.
 4. A redelivered message is recognised by the stream sequences each entry records in the
-   same write that applied it, and a regenerated firing by its journal entry or tombstone.
+   same write that applied it (every trigger's, so no finished firing needs a marker).
    Acks go out unconfirmed (a lost one is such a redelivery); an entry forgets a sequence
-   (and a finished firing's marker may go early) only once its consumer's ack floor on the
-   server has passed it, ACKED_GRACE seconds ago. A copy that may predate that (a
-   redelivery, a retried batch, one held in a buffer over half of ack_wait) is checked
-   against the floors asked then: one already acked on the server is skipped.
+   only once its consumer's ack floor on the server has passed it, ACKED_GRACE seconds ago
+   (a busy one sooner, at the newest sample: ``state.APPLIED_CAP``). A copy that may
+   predate that (a redelivery, a retried batch, one held in a buffer over half of
+   ack_wait) is checked against the floors asked then: one already acked on the server is
+   skipped.
 5. A compare-and-set conflict (another replica wrote first) or a bus error mid-batch
    reloads the touched entries and processes the same batch again on top of them, checking
    every message against them as (4) does: a write whose reply was lost may have been
-   stored. Firings the failed attempt journaled run if their trigger entry committed and
-   are erased if it did not (``_stored_earlier``).
+   stored. Firings the failed attempt journaled run if their trigger entry committed (it
+   names their chunk) and are dropped if it did not (``_stored_earlier``).
 6. One error boundary per message: whatever goes wrong with one message (not a CloudEvent,
    a hostile transform, a parameter that cannot be built, an event too large to store) is
    logged once with its id, counted, published to the dead-letter subject
@@ -68,25 +68,24 @@ log = logging.getLogger("airflow_argo_events.sensor")
 
 Execute = Callable[[Firing], Awaitable[Any]]
 RECENT_FINISHED = 10_000
-MAX_TOMBSTONES = 10_000
-"""Finished-firing markers kept beyond which the oldest go early, once the messages that
-caused their firings are settled (never redelivered again): about 1 MB of KV, more on a
-sensor that finishes more firings than that in the time its acks take to settle (the floors
-are sampled every SWEEP_EVERY and trusted ACKED_GRACE later), at most an hour's worth."""
-SHORT_MARKER_TTL = 1
-"""Seconds a marker is given when it goes early on a server that expires markers: rewritten
-with this lifetime instead of purged (a write without an answer, not a JetStream API call)."""
+REWRITE_AFTER = 0.5
+"""Seconds a journal chunk with finished and unfinished firings waits for the rest before it is
+rewritten without the finished ones (firings of a batch mostly finish together: one erase)."""
+CLOSED_KEPT = 10_000
+"""Names of erased journal chunks remembered, to drop from entries at their next write."""
 MAX_BACKOFF = 5.0
 DRAIN_IDLE = 1.0
 """Seconds without messages after which emptied correlation keys are removed (a batch does it otherwise)."""
 SWEEP_EVERY = 5.0
-"""Seconds between two passes of the sweeper (tombstones, ack floors) while it has work."""
+"""Seconds between two passes of the sweeper (ack floors, old markers) while it has work."""
+HOT_SAMPLE = 0.2
+"""Seconds between ack floor samples while an entry holds more than APPLIED_CAP sequences."""
 PRUNE_AT = 64
 """Applied sequences an entry keeps before the sweeper samples the ack floors to prune them
 (one consumer-info request per consumer: 10,000 quiet triggers must not ask every few
 seconds; a busy one asks at most every SWEEP_EVERY seconds). APPLIED_CAP bounds them anyway."""
 IDLE_SWEEP = 60.0
-"""Seconds an idle sensor's tombstone sweeper sleeps at most (it wakes sooner when one is due)."""
+"""Seconds an idle sensor's sweeper sleeps at most (it wakes sooner when something is due)."""
 DRAIN_PER_BATCH = 128
 DRAIN_IDLE_BATCH = 512
 """Emptied correlation keys removed beside one batch, and in one idle pass (each is one
@@ -156,13 +155,16 @@ class SensorRuntime:
         self._drain_soon = False  # the last pass removed all it could take: more are due
         self._floors: deque[tuple[float, int]] = deque()  # (when, lowest consumer ack floor)
         self._journal: dict[str, st.JournalRecord] = {}
-        self._created: set[str] = set()  # journal entries this process wrote
+        self._chunks: dict[str, set[str]] = {}  # journal chunk -> its committed firings not yet finished
+        self._closed: OrderedDict[str, None] = OrderedDict()  # chunks erased (or found gone at start)
+        self._chunk_n = 0
         self._built: dict[str, Firing] = {}  # journaled firings with small events, ready to run
         self._finished: OrderedDict[str, None] = OrderedDict()  # recently finished firing ids
-        # markers of finished firings: (when, key, highest stream sequence of their events)
-        self._tombstones: deque[tuple[float, str, int]] = deque()
-        self._loaded_markers: deque[tuple[float, str]] = deque()  # found at start: they go by age alone
-        self._clearing: list[st.JournalRecord] = []  # finished firings whose journal entry is to be deleted
+        self._loaded_markers: deque[tuple[float, str]] = deque()  # per-firing journal markers, by age
+        self._clearing: list[st.JournalRecord] = []  # finished firings to take out of the journal
+        # chunks with firings still running: (since when, finished ones) (``_clear_journal``)
+        self._partial: dict[str, tuple[float, list[st.JournalRecord]]] = {}
+        self._clear_wake = asyncio.Event()
         self._clearer: asyncio.Task[None] | None = None
         self._subs: list[Subscription] = []
         self._gate: OrderGate | None = None  # keeps the stream's order after a crash or reconnect (order.py)
@@ -177,6 +179,7 @@ class SensorRuntime:
         self._running: set[str] = set()
         self._touched: set[tuple[str, str]] = set()  # (trigger, key) entries the current batch edits
         self._sample_due = asyncio.Event()  # entries wait for the ack floors (to prune or drain): sample them (4)
+        self._hot = False  # an entry is over APPLIED_CAP: sample the floors within HOT_SAMPLE
         self._high_seq = 0  # the highest stream sequence received
         self.stats = {"events": 0, "skipped": 0, "firings": 0, "malformed": 0, "conflicts": 0, "poison": 0,
                       "dead_lettered": 0, "bus_errors": 0, "backpressure": 0, "actions_done": 0,
@@ -250,7 +253,7 @@ class SensorRuntime:
                 continue
             doc = st.loads_strict(e.value)
             trigger = doc.get("trigger")
-            if trigger not in known or not self.engine.stateful(trigger):
+            if trigger not in known:
                 log.info("sensor %s: dropping saved state of trigger %r (not in the spec any more)", self.name, trigger)
                 await store.erase(e.key)
                 continue
@@ -260,38 +263,68 @@ class SensorRuntime:
             if entry.clock and (clock is None or entry.clock > clock):
                 clock = entry.clock
         self.engine.clock = datetime.fromisoformat(clock.replace("Z", "+00:00")) if clock else None
+        # (2) a chunk's firing counts only when its own entry names the chunk
+        named: dict[str, set[tuple[str, str]]] = {}
+        for slot, entry in self._entries.items():
+            for name in entry.batches:
+                named.setdefault(name, set()).add(slot)
         now = time.time()
+        young: list[st.JournalRecord] = []  # unnamed chunks that may be a replica's, mid-batch
         async for e in store.scan("j.>"):
-            if e.deleted:
-                age = now - e.created.timestamp() if e.created else 0.0
-                fid = e.key[2:]
+            name = st.chunk_name(e.key)
+            age = now - e.created.timestamp() if e.created else 0.0
+            if name is not None:
+                if e.deleted:
+                    await store.erase(e.key)
+                    continue
+                recs = st.parse_chunk(st.loads_strict(e.value), name)
+                slots = named.pop(name, set())
+                if not slots and age <= st.ORPHAN_AGE:
+                    young += recs
+                    continue
+                for rec in recs:
+                    if (rec.trigger, rec.corr) in slots and rec.firing_id not in self._journal:
+                        await self._recover(rec, known)
+                if name not in self._chunks:  # nothing of it committed, or nothing left to run
+                    await store.erase(e.key)
+                continue
+            if e.deleted:  # a marker of the per-firing journal (before chunks)
                 if age > st.TOMBSTONE_AGE:
                     await store.erase(e.key)
                 else:
-                    self._finished[fid] = None
+                    self._finished[e.key[2:]] = None
                     # erased at its age (one written with a TTL is gone by then: a purge of nothing)
                     self._loaded_markers.append((now - age, e.key))
                 continue
             rec = st.JournalRecord.parse(st.loads_strict(e.value))
-            if rec.firing_id in self._journal:
-                continue
-            if rec.trigger not in known:
-                log.error("sensor %s: journal firing %s belongs to trigger %r, which is not in the spec any more; "
-                          "dropped", self.name, rec.firing_id, rec.trigger)
-                await self._forget(rec)
-                continue
-            self._journal[rec.firing_id] = rec
-            self._ready.put_nowait(rec.firing_id)
+            if rec.firing_id not in self._journal:
+                await self._recover(rec, known)
+        self._closed.update(dict.fromkeys(named))  # named, but erased: dropped at the entries' next write
         owned = {r.blob for en in self._entries.values() for r in en.refs.values() if r.blob}
-        owned |= {r.blob for rec in self._journal.values() for r in rec.refs.values() if r.blob}
+        owned |= {r.blob for rec in (*self._journal.values(), *young) for r in rec.refs.values() if r.blob}
         orphans = [e.key async for e in store.scan("e.>", values=False) if e.key not in owned]
         for key in orphans:  # left by a crash between a blob write and the write that referred to it
             await store.erase(key)
+
+    async def _recover(self, rec: st.JournalRecord, known: set[str]) -> None:
+        """A committed firing found in the journal at start: it runs again (3)."""
+        if rec.trigger not in known:
+            log.error("sensor %s: journal firing %s belongs to trigger %r, which is not in the spec any more; "
+                      "dropped", self.name, rec.firing_id, rec.trigger)
+            await self._forget(rec, journal=rec.batch is None)
+            return
+        self._journal[rec.firing_id] = rec
+        if rec.batch is not None:
+            self._chunks.setdefault(rec.batch, set()).add(rec.firing_id)
+        self._ready.put_nowait(rec.firing_id)
 
     async def _restore(self, entry: st.Entry) -> None:
         """Put one stored entry's events back into the engine (a keyed entry left empty waits
         in ``_draining`` until what it applied is settled)."""
         trigger, corr = entry.trigger, entry.corr
+        if not self.engine.stateful(trigger):  # its entry records what it applied, and chunks
+            entry.refs = {}  # saved when its condition had an "&&" (a blob left so goes as an orphan)
+            return
         events = {d: await st.resolve(self.store, r) for d, r in entry.refs.items()}
         self.engine.restore(trigger, events, corr, entry.counted_times())
         saved = self.engine.saved(trigger, corr)
@@ -346,7 +379,7 @@ class SensorRuntime:
         fetchers.append(asyncio.create_task(self._keep_running("order gate", lambda: gate.run(release))))
         self._stopping = False
         self._dispatcher = asyncio.create_task(self._dispatch())
-        sweeper = asyncio.create_task(self._keep_running("tombstone sweep", self._sweep_tombstones))
+        sweeper = asyncio.create_task(self._keep_running("sweep", self._sweep))
         self._notes_task = asyncio.create_task(self._write_notes())
         stopper = asyncio.create_task(stop.wait())
         try:
@@ -606,7 +639,7 @@ class SensorRuntime:
         attempts staged (this one adds its own to ``attempted``). A retry checks every message
         against the reloaded entries (4), as for a redelivery: a write of the failed attempt
         may have been stored with its reply lost."""
-        stored_earlier = await self._stored_earlier(earlier, batch) if earlier else {}
+        stored_earlier = await self._stored_earlier(earlier) if earlier else {}
         # (4) A copy may be older than what the ack floors have let entries and markers forget:
         # held in a buffer (back-pressure) or across this batch's failed attempts past ack_wait,
         # the server sent the message again, and whoever got it may have acked it long ago. A
@@ -672,7 +705,7 @@ class SensorRuntime:
             skip: set[str] = set()
             if d.num_delivered > 1 or earlier is not None:  # (4) which triggers already applied it?
                 for trigger, deps in engine.triggers_for(ev.source, ev.subject):
-                    if engine.stateful(trigger) and applied_before(trigger, deps, seq, ev):
+                    if applied_before(trigger, deps, seq, ev):
                         skip.add(trigger)
             # One decision line per event (rate-limited): the engine words it only when asked.
             key = (ev.source, ev.subject)
@@ -685,12 +718,7 @@ class SensorRuntime:
             dup_before = engine.duplicates
             try:
                 fired = engine.process(ev, self._clock(), skip)
-                elsewhere: set[str] = set()
-                if d.num_delivered > 1:  # did another process run these firings already? (4)
-                    for f in fired:
-                        if not self._known(f.id) and await self.store.seen(st.journal_key(f.id)):
-                            elsewhere.add(f.id)
-                staged = self._stage(ev, seq, fired, entry, blobs, new_journal, released, elsewhere, created, d.raw)
+                staged = self._stage(ev, seq, fired, entry, blobs, new_journal, released, created, d.raw)
                 built.update((f.id, f) for f in fired if f.id in staged)
             except EventBusError:
                 raise
@@ -749,25 +777,33 @@ class SensorRuntime:
         # (2) blobs, then journal, then entries; each group sent at once and confirmed together.
         if blobs:
             _raise_first(await store.put_many([(k, v, None) for k, v in blobs.items()]))
-        if new_journal:
-            await self._journal_create(new_journal)
+        fresh = await self._journal_create(new_journal, work) if new_journal else set()
         changed = [(t, e) for t, e in work.items() if self._entry_changed(t, e)]
         floor = self._settled_floor()
-
-        def settled(seq: int) -> bool:
-            return seq <= floor
-
-        for _, e in changed:
+        latest = self._floors[-1][1] if self._floors else 0
+        for _, e in changed:  # only entries written anyway: pruning never costs a write
             e.clock = clock
-            e.prune(settled)  # only entries written anyway: pruning never costs a write
-            if not self._sample_due.is_set() and any(len(seqs) >= PRUNE_AT for seqs in e.applied.values()):
+            e.prune(floor)
+            if e.batches:  # erased chunks' names go; this batch's, and others' unknown to us, stay
+                e.batches = [b for b in e.batches if b in fresh or self._open(b)]
+            hot, dropped = e.bound(latest)
+            if dropped:
+                log.warning("sensor %s trigger %s: forgot %d applied message(s) unconfirmed (the ack floors "
+                            "could not be asked); a redelivery of them is checked against the server", self.name,
+                            e.trigger, dropped)
+            if hot:
+                self._hot = True
                 self._sample_due.set()
-        # A keyed entry with nothing saved and nothing unsettled goes (no marker left);
-        # one with unsettled sequences is written empty and drained later (state.py).
-        gone = [(slot, e) for slot, e in changed if not e.refs and not e.applied and engine.keyed(slot[0])]
-        changed = [(slot, e) for slot, e in changed if e.refs or e.applied or not engine.keyed(slot[0])]
+            elif not self._sample_due.is_set() and any(len(seqs) >= PRUNE_AT for seqs in e.applied.values()):
+                self._sample_due.set()
+        # A keyed entry with nothing saved, nothing unsettled and no chunk goes (no marker
+        # left); one with unsettled sequences is written empty and drained later (state.py).
+        gone = [(slot, e) for slot, e in changed
+                if not e.refs and not e.applied and not e.batches and engine.keyed(slot[0])]
+        changed = [(slot, e) for slot, e in changed
+                   if e.refs or e.applied or e.batches or not engine.keyed(slot[0])]
         erase_now = [(slot, e) for slot, e in gone if e.revision]  # revision 0: never stored
-        drained = self._drained(settled, work)
+        drained = self._drained(floor, work)
         writes = [(st.entry_key(*slot), e.encode(), e.revision) for slot, e in changed]
         erasing = (*erase_now, *drained)
         if erasing:
@@ -813,13 +849,21 @@ class SensorRuntime:
             if inline and fid in built:  # small events: keep the firing built, not built twice
                 self._built[fid] = built[fid]
             self._journal[fid] = rec
+            assert rec.batch is not None
+            self._chunks.setdefault(rec.batch, set()).add(fid)
             spawn.append(fid)
         for fid, rec in stored_earlier.items():  # see _stored_earlier
             if fid not in new_journal and not self._known(fid):
-                self._created.add(fid)
                 self._journal[fid] = rec
+                assert rec.batch is not None
+                self._chunks.setdefault(rec.batch, set()).add(fid)
                 self.stats["firings"] += 1
                 spawn.append(fid)
+        for name in {r.batch for r in stored_earlier.values()}:
+            if name is not None and not self._chunks.get(name):  # its firings are known already
+                self._chunks.pop(name, None)
+                self._closed[name] = None
+                asyncio.ensure_future(self._erase_quietly(st.chunk_key(name)))
         for k, v in counts.items():
             self.stats[k] += v
         self._log_evictions()
@@ -853,52 +897,47 @@ class SensorRuntime:
                 floors[consumer] = _settled_upto(await sub.info())
         return {id(d) for d in suspects if d.stream_seq <= floors.get(d.consumer, 0)}
 
-    async def _stored_earlier(self, earlier: dict[str, st.JournalRecord],
-                              batch: list[Delivery]) -> dict[str, st.JournalRecord]:
-        """Journal entries that failed attempts at this batch stored (this process's own, their
-        replies perhaps lost), read before the retry changes anything (a failed read is retried
-        alone). Those whose trigger entry, reloaded, applied the batch's message that completed
-        them were really committed: the retry sees that message as applied and does not stage
-        them again, so they are returned, to run. The others never committed (the entry's
-        write failed or lost a compare-and-set to a replica): they are erased, since the retry
-        decides afresh on the reloaded state (and re-creates any it stages again); left there,
-        they would run after a restart, a firing no committed state caused."""
-        seqs = {d.stream_seq for d in batch}
+    async def _stored_earlier(self, earlier: dict[str, st.JournalRecord]) -> dict[str, st.JournalRecord]:
+        """Firings that failed attempts at this batch journaled and whose own entry, reloaded,
+        names their chunk: that entry's write was stored (its reply perhaps lost), so the retry
+        sees their messages applied and does not stage them again; they are returned, to run.
+        The others never committed (the entry's write failed or lost a compare-and-set to a
+        replica): the retry decides afresh on the reloaded state, and a chunk of which nothing
+        committed is erased (left, it would only be ignored at the next start)."""
         out = {}
+        committed: dict[str, bool] = {}
         for fid, rec in earlier.items():
-            if self._known(fid):
+            name = rec.batch
+            if name is None:
                 continue
-            key = st.journal_key(fid)
-            raw, _ = await self._retrying("read journal entry", lambda k=key: self.store.get_raw(k))
-            if raw is None or st.journaled_by(raw) != self.instance:
-                continue  # never stored, or a replica's
-            if self.engine.stateful(rec.trigger):
-                e = self._entries.get((rec.trigger, rec.corr))
-                committed = e is not None and any(
-                    r.seq in seqs and r.seq in e.applied.get(dep, ()) for dep, r in rec.refs.items())
-                if not committed:
-                    await self._retrying("erase uncommitted journal entry", lambda k=key: self.store.erase(k))
-                    continue
-            # (a stateless trigger's firing is staged again by the retry; kept in case it is not)
-            self._created.add(fid)  # read and found ours: its create's conflict needs no second read
+            e = self._entries.get((rec.trigger, rec.corr))
+            ok = e is not None and name in e.batches
+            committed[name] = committed.get(name, False) or ok
+            if not ok or self._known(fid):
+                continue
+            self._chunks.setdefault(name, set())  # the retry's writes keep naming it
             for ref in rec.refs.values():
                 if ref.blob:
                     ref.event = None  # read back from its blob when the firing runs
             out[fid] = rec
+        for name, ok in committed.items():
+            if not ok:
+                key = st.chunk_key(name)
+                await self._retrying("erase uncommitted journal chunk", lambda k=key: self.store.erase(k))
         return out
 
-    def _drained(self, settled: Callable[[int], bool],
-                 work: dict[tuple[str, str], st.Entry]) -> list[tuple[tuple[str, str], st.Entry]]:
-        """Emptied keyed entries whose applied sequences are all settled now (oldest first; a
-        few beside each batch, more when idle)."""
+    def _drained(self, floor: int, work: dict[tuple[str, str], st.Entry]) -> list[tuple[tuple[str, str], st.Entry]]:
+        """Emptied keyed entries whose applied sequences are all settled now and whose chunks
+        are erased (oldest first; a few beside each batch, more when idle). One naming another
+        process's chunk waits aside, without holding up the others."""
         out: list[tuple[tuple[str, str], st.Entry]] = []
         limit = DRAIN_PER_BATCH if work else DRAIN_IDLE_BATCH
         waiting = 0
         for slot in self._draining:
             e = self._entries.get(slot)
-            if slot in work or e is None:
+            if slot in work or e is None or any(self._open(b) and not self._mine(b) for b in e.batches):
                 continue
-            if all(settled(q) for seqs in e.applied.values() for q in seqs):
+            if all(q <= floor for seqs in e.applied.values() for q in seqs) and not any(map(self._open, e.batches)):
                 out.append((slot, e))
             else:
                 waiting += 1
@@ -923,18 +962,15 @@ class SensorRuntime:
 
     def _stage(self, ev: Event, seq: int, fired: list[Firing], entry: Callable[..., st.Entry],
                blobs: dict[str, bytes], new_journal: dict[str, st.JournalRecord], released: list[str],
-               elsewhere: set[str], created: str, raw: bytes | None = None) -> set[str]:
+               created: str, raw: bytes | None = None) -> set[str]:
         """Record in the working copies what one processed event changed; returns new firing ids.
         ``raw``: the message's payload when it reads back as ``ev`` (stored as it came)."""
         engine = self.engine
         staged: set[str] = set()
         for trigger, dep, firing, corr in engine.applied:
-            stateful = engine.stateful(trigger)
-            e = entry(trigger, corr) if stateful else None
-            if e is not None:
-                e.saw(dep, seq)
+            e = entry(trigger, corr)  # every trigger's: its write claims the message (4)
+            e.saw(dep, seq)
             if firing is None:
-                assert e is not None
                 saved = engine.saved(trigger, corr).get(dep)
                 if saved is None:  # a later dependency of the same event fired with it
                     continue
@@ -948,7 +984,7 @@ class SensorRuntime:
                 continue
             refs: dict[str, st.Ref] = {}
             for d, fev in firing.events.items():
-                old = e.refs.pop(d, None) if e is not None else None
+                old = e.refs.pop(d, None)
                 if old is not None and old.id == fev.id and d != dep:
                     refs[d] = old  # the saved event moves from the trigger's entry to the journal
                     continue
@@ -958,17 +994,16 @@ class SensorRuntime:
                 if blob:
                     blobs[blob[0]] = blob[1]
                 refs[d] = ref
-            if e is not None:
-                for d in list(e.refs):  # the engine fired with every saved event; nothing stays
-                    old = e.refs.pop(d)
-                    if old.blob:
-                        released.append(old.blob)
-            if self._known(firing.id) or firing.id in new_journal or firing.id in elsewhere:
+            for d in list(e.refs):  # the engine fired with every saved event; nothing stays
+                old = e.refs.pop(d)
+                if old.blob:
+                    released.append(old.blob)
+            if self._known(firing.id) or firing.id in new_journal:
                 log.info("sensor %s trigger %s: firing %s is already journaled or done; not run again",
                          self.name, trigger, firing.id)
                 continue
             new_journal[firing.id] = st.JournalRecord(firing.id, trigger, corr, refs, created,
-                                                      key=firing.key, counted=firing.counted, by=self.instance)
+                                                      key=firing.key, counted=firing.counted)
             staged.add(firing.id)
         return staged
 
@@ -978,31 +1013,43 @@ class SensorRuntime:
     def _entry_changed(self, slot: tuple[str, str], e: st.Entry) -> bool:
         old = self._entries.get(slot)
         return old is None or old.refs != e.refs or old.applied != e.applied or old.revision == 0 \
-            or old.counted != e.counted
+            or old.counted != e.counted or old.batches != e.batches
 
-    async def _journal_create(self, new_journal: dict[str, st.JournalRecord]) -> None:
-        """Create the journal entries of a batch's firings (revision 0: each must not exist yet)."""
-        results = await self.store.put_many(
-            [(st.journal_key(fid), rec.encode(), 0) for fid, rec in new_journal.items()])
-        failed: BaseException | None = None
-        for fid, res in zip(new_journal, results, strict=True):
-            if isinstance(res, StateConflict):
-                # Already there: our own earlier attempt at this batch, or a replica's.
-                if fid not in self._created:
-                    existing, _ = await self.store.get_raw(st.journal_key(fid))
-                    if existing is not None and st.journaled_by(existing) == self.instance:
-                        # Ours: an earlier attempt was stored but its reply was lost (NATS
-                        # stalled). Taking it for a replica's skipped the firing for good.
-                        self._created.add(fid)
-                    elif existing is not None:
-                        log.info("sensor %s: firing %s is journaled by another process", self.name, fid)
-                        self._finished[fid] = None
-            elif isinstance(res, BaseException):
-                failed = failed or res
-            else:
-                self._created.add(fid)
-        if failed is not None:  # all were tried; the batch is processed again (5)
-            raise failed
+    async def _journal_create(self, new_journal: dict[str, st.JournalRecord],
+                              work: dict[tuple[str, str], st.Entry]) -> set[str]:
+        """Journal a batch's firings in chunks of at most CHUNK_BYTES, each created once
+        (revision 0, a name never used before), and name each chunk in the entries of its
+        firings' triggers (2). Returns the chunks' names."""
+        chunks: list[tuple[str, list[bytes]]] = []
+        size = 0
+        for rec in new_journal.values():
+            data = rec.data = rec.encode()  # kept: a chunk rewritten without finished firings reuses it
+            if not chunks or size + len(data) > st.CHUNK_BYTES:
+                self._chunk_n += 1
+                chunks.append((f"{self.instance}.{self._chunk_n}", []))
+                size = 0
+            name, records = chunks[-1]
+            records.append(data)
+            size += len(data) + 1
+            rec.batch = name
+            names = work[(rec.trigger, rec.corr)].batches
+            if name not in names:
+                names.append(name)
+        _raise_first(await self.store.put_many(  # all were tried; on failure the batch is processed again (5)
+            [(st.chunk_key(name), st.encode_chunk(name, records), 0) for name, records in chunks]))
+        return {name for name, _ in chunks}
+
+    def _open(self, name: str) -> bool:
+        """May a chunk an entry names still hold firings to run? This process's, while it does;
+        another process's, unless this one erased it (after recovering it at start)."""
+        if name in self._chunks:
+            return True
+        if name in self._closed:
+            return False
+        return not self._mine(name)
+
+    def _mine(self, name: str) -> bool:
+        return name.startswith(self.instance + ".")
 
     async def _erase_quietly(self, key: str) -> None:
         try:
@@ -1101,76 +1148,118 @@ class SensorRuntime:
         self._finish(rec)
 
     def _finish(self, rec: st.JournalRecord) -> None:
-        """(3) The action is over: its journal entry becomes a tombstone, its blobs go.
+        """(3) The action is over: the firing leaves its journal chunk, its blobs go.
 
-        The deletes of firings that finish close together go out as one batch (see
-        ``_clear_journal``); until its delete is confirmed a firing stays in ``_journal``
-        (and counts against ``max_pending_firings``). A delete lost in a crash re-runs the
-        firing after restart with the same id: idempotent, as any crash after an action (3)."""
+        Firings that finish close together leave the journal in one pass (``_clear_journal``);
+        until it is stored a firing stays in ``_journal`` (and counts against
+        ``max_pending_firings``). A crash before re-runs the firing after restart with the same
+        id: idempotent, as any crash after an action (3)."""
         self._finished[rec.firing_id] = None
         while len(self._finished) > RECENT_FINISHED:
             self._finished.popitem(last=False)
         self._clearing.append(rec)
+        self._clear_wake.set()
         if self._clearer is None or self._clearer.done():
             self._clearer = asyncio.create_task(self._clear_journal())
 
     async def _clear_journal(self) -> None:
-        """Delete the journal entries of finished firings, all those waiting at once, until
-        none is left; a bus error keeps them waiting (capped backoff), as ``_retrying``."""
+        """Take finished firings out of the journal, all those waiting at once, until none is
+        left: a chunk whose firings have all finished is erased (nothing stays behind: a
+        redelivery of their messages is recognised by the entries (4)); one with firings still
+        running waits REWRITE_AFTER for them, then is rewritten without the finished ones. A
+        bus error keeps them waiting (capped backoff), as ``_retrying``."""
         pause = 0.1
-        while self._clearing:
+        while self._clearing or self._partial:
+            now = time.monotonic()
+            if not self._clearing:  # only chunks with firings still running: wait for those a while
+                wait = min(since for since, _ in self._partial.values()) + REWRITE_AFTER - now
+                if wait > 0:
+                    self._clear_wake.clear()
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._clear_wake.wait(), wait)
+                    continue
             recs, self._clearing = self._clearing, []
-            # Only the last delete of the batch is confirmed (it is stored after the others): a
-            # lost one costs an idempotent re-run after a restart, like a crash before it (3).
-            now = time.time()
-            # On NATS 2.11+ each marker carries its lifetime and the server drops it then, even
-            # while this process is down (a crash must not shorten it: a redelivery after the
-            # restart still needs it). On an older server the sweeper purges it at that age.
-            ttl = st.TOMBSTONE_AGE if self.store.expiring_markers else None
-            keys = [st.journal_key(r.firing_id) for r in recs]
-            results = await self.store.delete_many(keys, confirm_each=False, ttl=ttl)
+            by_chunk: dict[str | None, list[st.JournalRecord]] = {}
+            since: dict[str, float] = {}
+            for rec in recs:
+                by_chunk.setdefault(rec.batch, []).append(rec)
+            for name, (at, group) in list(self._partial.items()):
+                if name in by_chunk or at + REWRITE_AFTER <= now:
+                    by_chunk.setdefault(name, [])[:0] = group
+                    since[name] = at
+                    del self._partial[name]
+            erase: list[tuple[str, list[st.JournalRecord]]] = []
+            rewrite: list[tuple[str, list[st.JournalRecord]]] = []
+            for name, group in by_chunk.items():
+                if name is None:  # the per-firing journal before chunks
+                    erase += [(st.journal_key(r.firing_id), [r]) for r in group]
+                elif not self._chunks.get(name, set()) - {r.firing_id for r in group}:
+                    erase.append((st.chunk_key(name), group))
+                elif since.get(name, now) + REWRITE_AFTER <= now:
+                    rewrite.append((name, group))
+                else:
+                    self._partial[name] = (since.get(name, now), group)
+            results: list[BaseException | None] = []
+            for i in range(0, len(erase), 64):  # 64 purges at once keep the JetStream API responsive
+                results += await self.store.erase_many([k for k, _ in erase[i:i + 64]])
+            writes = []
+            for name, group in rewrite:
+                left = self._chunks[name] - {r.firing_id for r in group}
+                writes.append((st.chunk_key(name), st.encode_chunk(
+                    name, [self._journal[f].data or self._journal[f].encode() for f in left if f in self._journal]),
+                    None))
+            put = await self.store.put_many(writes) if writes else []
+            results += [r if isinstance(r, BaseException) else None for r in put]
             retry: list[st.JournalRecord] = []
             cleared: list[st.JournalRecord] = []
-            tombs = self._tombstones
-            for rec, key, err in zip(recs, keys, results, strict=True):
-                if err is None:
-                    cleared.append(rec)
-                    tombs.append((now, key, rec.highest_seq()))
-                elif isinstance(err, EventBusError) and _refused(err):
-                    log.error("sensor %s: journal entry of firing %s cannot be cleared (%s); it re-runs after a "
-                              "restart", self.name, rec.firing_id, err)
-                    cleared.append(rec)  # no tombstone: the memory of it goes, the entry stays
-                else:
-                    retry.append(rec)
+            failure: BaseException | None = None
+            for (key, group), err in zip([*erase, *((st.chunk_key(n), g) for n, g in rewrite)], results, strict=True):
+                if err is not None and not (isinstance(err, EventBusError) and _refused(err)):
+                    retry += group
+                    failure = failure or err
+                    continue
+                if err is not None:
+                    log.error("sensor %s: journal %s cannot be cleared (%s); firing(s) %s re-run after a restart",
+                              self.name, key, err, ", ".join(r.firing_id for r in group))
+                cleared += group
+                name = st.chunk_name(key)
+                if name is None:
+                    continue
+                left = self._chunks.get(name, set())
+                left.difference_update(r.firing_id for r in group)
+                if not left:
+                    self._chunks.pop(name, None)
+                    self._closed[name] = None  # entries drop the name at their next write
+            while len(self._closed) > CLOSED_KEPT:
+                self._closed.popitem(last=False)
             for rec in cleared:
                 self._journal.pop(rec.firing_id, None)
                 self._built.pop(rec.firing_id, None)
-                self._created.discard(rec.firing_id)
             self._update_room()
             for rec in cleared:
                 if any(ref.blob for ref in rec.refs.values()):
-                    await self._forget(rec, tombstone=False)
-            if len(self._tombstones) > MAX_TOMBSTONES and not self._sample_due.is_set():
-                self._sample_due.set()  # over the cap: the sweeper, maybe asleep for a minute, samples the floors
+                    await self._forget(rec)
             if retry:
                 self.stats["bus_errors"] += 1
-                log.warning("sensor %s: clearing %d journal entr%s failed (%s); retrying in %.1fs", self.name,
-                            len(retry), "y" if len(retry) == 1 else "ies",
-                            next(r for r in results if r is not None), pause)
+                log.warning("sensor %s: clearing %d finished firing(s) from the journal failed (%s); retrying in "
+                            "%.1fs", self.name, len(retry), failure, pause)
                 self._clearing[:0] = retry
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, MAX_BACKOFF)
             else:
                 pause = 0.1
 
-    async def _forget(self, rec: st.JournalRecord, tombstone: bool = True) -> None:
+    async def _forget(self, rec: st.JournalRecord, journal: bool = False) -> None:
+        """Erase a firing's blobs (and, with ``journal``, its per-firing journal key)."""
         for ref in rec.refs.values():
             if ref.blob:
                 await self._erase_quietly(ref.blob)
-        if tombstone:
+        if journal:
             await self._erase_quietly(st.journal_key(rec.firing_id))
 
-    async def _sweep_tombstones(self) -> None:
+    async def _sweep(self) -> None:
+        """Sample the ack floors when entries wait for them (4), often while one is over
+        APPLIED_CAP; erase the per-firing journal's old markers at their age."""
         every = SWEEP_EVERY
         while True:
             # an idle sensor sleeps long; its first batch with applied sequences wakes it (4)
@@ -1179,46 +1268,30 @@ class SensorRuntime:
             due = self._sample_due.is_set()
             if due:
                 self._sample_due.clear()
-                await asyncio.sleep(every)  # one sample per ``every`` seconds at most
-            expiring = self.store.expiring_markers
+                waited = 0.0  # one sample per ``every`` seconds at most, unless an entry is over the cap
+                while waited < every and not self._hot:
+                    await asyncio.sleep(HOT_SAMPLE)
+                    waited += HOT_SAMPLE
+                self._hot = False
             horizon = time.time() - st.TOMBSTONE_AGE
-            old = []  # to purge: at their age (the server does it when it expires markers)
+            old = []
             while self._loaded_markers and self._loaded_markers[0][0] < horizon:
                 old.append(self._loaded_markers.popleft()[1])
-            tombs = self._tombstones
-            while tombs and tombs[0][0] < horizon:
-                key = tombs.popleft()[1]
-                if not expiring:
-                    old.append(key)
-            # Past MAX_TOMBSTONES (a busy sensor) the oldest go early, but only once the ack floor
-            # has passed their events' messages: those are never redelivered, so their markers
-            # recognise nothing any more; an unsettled one may still be needed after a crash.
-            floor = self._settled_floor()
-            early = []
-            while len(tombs) > MAX_TOMBSTONES and tombs[0][2] <= floor:
-                early.append(tombs.popleft()[1])
-            if expiring:
-                for i in range(0, len(early), 256):
-                    with contextlib.suppress(EventBusError):  # not rewritten: it keeps its hour
-                        await self.store.delete_many(early[i:i + 256], confirm_each=False, ttl=SHORT_MARKER_TTL)
-            else:
-                old += early
             for i in range(0, len(old), 64):  # 64 purges at once keep the JetStream API responsive
                 errors = [e for e in await self.store.erase_many(old[i:i + 64]) if e is not None]
                 if errors:  # a marker left behind goes at the next start, by its age
-                    log.debug("sensor %s: %d tombstone(s) not erased (%s)", self.name, len(errors), errors[0])
+                    log.debug("sensor %s: %d old marker(s) not erased (%s)", self.name, len(errors), errors[0])
             if self._draining or due:
                 await self._sample_ack_floor()
 
     def _sweep_pause(self, every: float) -> float:
-        """Seconds to the next sweep: ``every`` while keys drain or tombstones are over the cap;
-        otherwise when the oldest tombstone is due, at most IDLE_SWEEP (an idle sensor sleeps:
+        """Seconds to the next sweep: ``every`` while keys drain or the floors are due;
+        otherwise when the oldest marker is due, at most IDLE_SWEEP (an idle sensor sleeps:
         10,000 of them share a triggerer)."""
-        if self._draining or self._sample_due.is_set() or len(self._tombstones) > MAX_TOMBSTONES:
+        if self._draining or self._sample_due.is_set():
             return every
-        oldest = min([q[0][0] for q in (self._tombstones, self._loaded_markers) if q], default=None)
-        if oldest is not None:
-            return min(IDLE_SWEEP, max(every, oldest + st.TOMBSTONE_AGE - time.time()))
+        if self._loaded_markers:
+            return min(IDLE_SWEEP, max(every, self._loaded_markers[0][0] + st.TOMBSTONE_AGE - time.time()))
         return IDLE_SWEEP
 
     async def _sample_ack_floor(self) -> None:

@@ -10,9 +10,13 @@ replaced by ``=`` and a hash)::
                             ``<corr>`` is ``_`` for a trigger without correlation keys; for a key
                             value it is ``k<value>`` when the value is key-safe, else ``=`` and
                             32 hex of its sha256 (the value itself is in ``corr``).
-    j.<firing id>           one journal entry per firing not yet finished:
-                            {"trigger", "corr", "events": {dep: ref}, "created"} (+ "key", "counted"
-                            for a correlated firing)
+    j.b.<instance>.<n>      one journal chunk: the firings of one batch not yet finished (several
+                            chunks when they are large), {"batch", "firings": [{"id", "trigger",
+                            "corr", "events": {dep: ref}, "created"} (+ "key", "counted" for a
+                            correlated firing), ...]}. A firing in it counts only when the entry
+                            of its trigger (and key) names the chunk in ``batches``.
+    j.<firing id>           the journal of layout 2 before chunks (one entry per firing), still
+                            read at start; delete markers of it are erased at their age
     e.<blob id>             one event too large to inline (compressed when large)
 
 A ref is ``{"id", "seq", "ev": <event>}`` for an event up to INLINE_MAX bytes, else
@@ -30,11 +34,20 @@ redelivery already on its way. The acks themselves are sent unconfirmed: an ack 
 process sent proves nothing (it may be lost, above all when a cluster's leader moves).
 The check is exact membership, never an inference from order, because a restarted sensor
 may see newer messages before the redelivered ones.
-Firings are de-duplicated by id against the journal and its delete markers (tombstones,
-kept TOMBSTONE_AGE seconds; past MAX_TOMBSTONES of them the oldest go early once the ack
-floors have passed their messages). On NATS 2.11+ a marker is written with its lifetime
-(``Nats-TTL``), so the server removes it even while the sensor is down; on an older one
-the runtime purges it.
+Every trigger has an entry, a trigger without saved events too: its compare-and-set is
+the claim on the messages it applied, against a replica that got them redelivered (the
+loser reloads and finds them applied). So a finished firing leaves nothing behind: a
+redelivered message that caused it is recognised by ``applied``, and a copy older than what
+``applied`` keeps is found acked on the server (the runtime asks the ack floors for every
+redelivered copy).
+
+Why chunks, and why the entries name them: one write journals a whole batch's firings (the
+per-firing create and delete marker were a third of a busy sensor's cost). A chunk is
+created before the entries that name it are written; a crash in between, or a
+compare-and-set lost to a replica, leaves it unnamed, and its firings must not run (the
+messages come again and are decided afresh). So at start a firing runs only if its own
+entry names its chunk. A finished chunk is erased, and the names of erased chunks are
+dropped from an entry at its next write; a name whose chunk is gone means nothing.
 
 Correlated triggers (an extension) have one entry per pending key, so 100,000 pending keys
 are 100,000 small entries and a batch writes only the keys it touched. A key whose partial
@@ -48,7 +61,7 @@ import hashlib
 import logging
 import re
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -67,15 +80,23 @@ INLINE_MAX = 4096
 COMPRESS_OVER = 16 * 1024
 """Blobs above this are zlib-compressed: JSON shrinks 3-10x, and a 1 MB event then fits
 NATS's default max payload with room for the KV headers."""
-APPLIED_CAP = 512
-"""Applied, not yet confirmed stream sequences kept per dependency of an entry; past it the
-oldest go (only a crash storm gets there)."""
+APPLIED_CAP = 256
+"""Applied sequences an entry keeps per dependency before it drops those the newest ack floor
+sample has passed, without waiting ACKED_GRACE (a busy trigger applies thousands a second;
+a copy of a dropped one that still comes is found acked on the server, as every redelivered
+copy is checked so)."""
+APPLIED_HARD_CAP = 20_000
+"""Past this many (the ack floors cannot be asked: the bus is away) the oldest go anyway."""
 ACKED_GRACE = 30.0
 """Seconds an applied sequence is kept after its ack was confirmed: a redelivery the server
 sent before it received the ack (ack_wait ran out during a stall) is still recognised."""
 TOMBSTONE_AGE = 3600.0
-"""Seconds a finished firing's delete marker is kept: a redelivery that comes later than
-this (after a crash, the sensor down for over an hour) is not recognised."""
+"""Seconds a delete marker of the per-firing journal (before chunks) is kept after an upgrade."""
+CHUNK_BYTES = 256 * 1024
+"""A journal chunk takes firings until it is this large (NATS's max payload is 1 MB)."""
+ORPHAN_AGE = 60.0
+"""Seconds after which a chunk no entry names is erased at start: a younger one may be a
+replica's, between its create and the entries' write that names it."""
 NO_CORRELATION = "_"
 
 _KEY_SAFE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -111,7 +132,51 @@ def entry_key(trigger: str, corr: str = NO_CORRELATION) -> str:
 
 
 def journal_key(firing_id: str) -> str:
+    """The per-firing journal key of layout 2 before chunks."""
     return f"j.{key_token(firing_id)}"
+
+
+def chunk_key(name: str) -> str:
+    return f"j.b.{name}"
+
+
+def chunk_name(key: str) -> str | None:
+    """``<instance>.<n>`` of a chunk key; None for any other key."""
+    return key[4:] if key.startswith("j.b.") and key.count(".") == 3 else None
+
+
+def encode_chunk(name: str, records: list[bytes]) -> bytes:
+    """A chunk from its records' stored bytes (each encoded once, when it was journaled)."""
+    return b'{"batch":' + orjson.dumps(name) + b',"firings":[' + b",".join(records) + b"]}"
+
+
+def journal_docs(key: str, doc: Any) -> list[dict[str, Any]]:
+    """The firings one journal key holds as stored (a chunk holds several), for status pages."""
+    if chunk_name(key) is not None:
+        firings = doc.get("firings") if isinstance(doc, dict) else None
+        return [f for f in firings if isinstance(f, dict)] if isinstance(firings, list) else []
+    return [doc] if isinstance(doc, dict) else []
+
+
+async def count_journal(store: StateStore) -> int:
+    """Firings in the journal (one server-side filtered scan of ``j.*``; chunks are read)."""
+    n = 0
+    async for e in store.scan("j.>"):
+        if not e.deleted:
+            try:
+                n += len(journal_docs(e.key, loads_strict(e.value)))
+            except ValueError:
+                n += 1  # unreadable: counted as one, ``sensor status`` says which
+    return n
+
+
+def parse_chunk(doc: dict[str, Any], name: str) -> list[JournalRecord]:
+    out = []
+    for r in doc.get("firings") or []:
+        rec = JournalRecord.parse(r)
+        rec.batch = name
+        out.append(rec)
+    return out
 
 
 def utcnow() -> datetime:
@@ -181,6 +246,8 @@ class Entry:
     clock: str | None = None
     counted: dict[str, list[list[str]]] = field(default_factory=dict)
     """Threshold dependencies: [event id, time] of every event counted (the latest is in ``refs``)."""
+    batches: list[str] = field(default_factory=list)
+    """Journal chunks holding firings this entry's writes committed (``chunk_key``)."""
 
     def dump(self, fragments: bool = False) -> dict[str, Any]:
         out = {"trigger": self.trigger, "corr": self.corr,
@@ -188,6 +255,8 @@ class Entry:
                "applied": self.applied, "clock": self.clock}
         if self.counted:
             out["counted"] = self.counted
+        if self.batches:
+            out["batches"] = self.batches
         return out
 
     def encode(self) -> bytes:
@@ -200,35 +269,57 @@ class Entry:
         return cls(str(doc["trigger"]), str(doc.get("corr") or NO_CORRELATION),
                    {d: Ref.parse(r) for d, r in (doc.get("deps") or {}).items()},
                    {d: list(v) for d, v in (doc.get("applied") or {}).items()}, revision, doc.get("clock"),
-                   {d: [list(x) for x in v] for d, v in (doc.get("counted") or {}).items()})
+                   {d: [list(x) for x in v] for d, v in (doc.get("counted") or {}).items()},
+                   [str(b) for b in doc.get("batches") or []])
 
     def copy(self) -> Entry:
         """A working copy: a batch edits copies, so a failed batch leaves the committed entry as it was."""
         return Entry(self.trigger, self.corr, dict(self.refs), {d: list(v) for d, v in self.applied.items()},
-                     self.revision, self.clock, {d: list(v) for d, v in self.counted.items()})
+                     self.revision, self.clock, {d: list(v) for d, v in self.counted.items()}, list(self.batches))
 
     def counted_times(self) -> dict[str, list[tuple[str, datetime]]]:
         return {d: [(i, datetime.fromisoformat(t.replace("Z", "+00:00"))) for i, t in v]
                 for d, v in self.counted.items()}
 
     def saw(self, dep: str, seq: int) -> None:
+        """Record an applied message (a message is applied once: the runtime skips a redelivery
+        that ``already_applied`` finds, so only the newest needs comparing)."""
         seqs = self.applied.setdefault(dep, [])
-        if seq not in seqs:
+        if not seqs or seqs[-1] != seq:
             seqs.append(seq)
-        if len(seqs) > APPLIED_CAP:
-            del seqs[: len(seqs) - APPLIED_CAP]
 
     def already_applied(self, deps: Iterable[str], seq: int) -> bool:
         return any(seq in self.applied.get(dep, ()) for dep in deps)
 
-    def prune(self, settled: Callable[[int], bool]) -> None:
-        """Forget sequences whose messages are settled (acked, and past the grace period)."""
+    def prune(self, floor: int) -> None:
+        """Forget sequences at or below ``floor`` (settled: acked, and past the grace period)."""
         for dep, seqs in list(self.applied.items()):
-            kept = [q for q in seqs if not settled(q)]
+            if seqs and min(seqs) > floor:
+                continue
+            kept = [q for q in seqs if q > floor]
             if kept:
                 self.applied[dep] = kept
             else:
                 del self.applied[dep]
+
+    def bound(self, latest: int) -> tuple[bool, int]:
+        """Keep each dependency's sequences near APPLIED_CAP: past it, those at or below the
+        newest ack floor sample ``latest`` go (no grace: see APPLIED_CAP), past APPLIED_HARD_CAP
+        the oldest. Returns (still over APPLIED_CAP: the floors are due, how many the hard cap dropped)."""
+        over, dropped = False, 0
+        for dep, seqs in list(self.applied.items()):
+            if len(seqs) <= APPLIED_CAP:
+                continue
+            kept = [q for q in seqs if q > latest]
+            if len(kept) > APPLIED_HARD_CAP:
+                dropped += len(kept) - APPLIED_HARD_CAP
+                del kept[: len(kept) - APPLIED_HARD_CAP]
+            if kept:
+                self.applied[dep] = kept
+            else:
+                del self.applied[dep]
+            over = over or len(kept) > APPLIED_CAP
+        return over, dropped
 
 
 @dataclass
@@ -246,8 +337,11 @@ class JournalRecord:
     counted: dict[str, list[str]] | None = None
     """Threshold dependencies: the ids of every event counted (part of the firing's id)."""
     by: str | None = None
-    """The sensor process that journaled it (``SensorRuntime.instance``): a create whose reply
-    was lost finds its own entry on the retry and must tell it from a replica's."""
+    """The sensor process that journaled it, in the per-firing journal before chunks."""
+    batch: str | None = field(default=None, compare=False)
+    """The name of the chunk it is stored in (None: a per-firing journal key)."""
+    data: bytes | None = field(default=None, compare=False, repr=False)
+    """Its stored bytes, once journaled."""
 
     def highest_seq(self) -> int:
         """The stream sequence of its newest event (the message whose redelivery would make
@@ -287,15 +381,6 @@ def encode(doc: Entry | JournalRecord) -> bytes:
         return orjson.dumps(doc.dump(fragments=True), option=orjson.OPT_NON_STR_KEYS)
     except TypeError:  # what orjson does not know: the general path, which has its own fallback
         return dumps_compact(doc.dump())
-
-
-def journaled_by(raw: bytes) -> str | None:
-    """The ``by`` of a stored journal entry (None when unreadable or written before it existed)."""
-    try:
-        by = loads_strict(raw).get("by")
-    except Exception:  # a damaged entry is nobody's: the caller treats it as a replica's
-        return None
-    return str(by) if by is not None else None
 
 
 async def resolve(store: StateStore, ref: Ref) -> Event:
