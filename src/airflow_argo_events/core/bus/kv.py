@@ -239,8 +239,8 @@ class StateStore:
 
         One purge request per key still (JetStream purges one subject filter a request), but
         sent together through the pipeline and answered on one reply subscription: a third of
-        the client's CPU of one ``purge_stream`` call each, which is what a busy sensor on a
-        server without per-message TTLs spends on every finished firing's marker."""
+        the client's CPU of one ``purge_stream`` call each (a sensor erases its finished journal
+        chunks so)."""
         if self._pipeline is None or self._js is None:
             return list(await asyncio.gather(*(self.erase(k) for k in keys), return_exceptions=True))
         api = f"{getattr(self._js, '_prefix', '$JS.API')}.STREAM.PURGE.KV_{self.bucket}"
@@ -320,6 +320,5 @@ async def _allow_msg_ttl(js: JetStreamContext, stream: str) -> bool:
         updated = await js.update_stream(dataclasses.replace(info.config, allow_msg_ttl=True))
         return bool(updated.config.allow_msg_ttl)
     except NATS_ERRORS as err:
-        log.info("stream %s: per-message TTLs not available (%s); finished firings' markers are purged one "
-                 "by one", stream, err)
+        log.info("stream %s: per-message TTLs not available (%s); delete markers stay until purged", stream, err)
         return False

@@ -644,7 +644,7 @@ class SensorRuntime:
         against the reloaded entries (4), as for a redelivery: a write of the failed attempt
         may have been stored with its reply lost."""
         stored_earlier = await self._stored_earlier(earlier) if earlier else {}
-        # (4) A copy may be older than what the ack floors have let entries and markers forget:
+        # (4) A copy may be older than what the ack floors have let the entries forget:
         # held in a buffer (back-pressure) or across this batch's failed attempts past ack_wait,
         # the server sent the message again, and whoever got it may have acked it long ago. A
         # redelivery, a retry and a copy held over half of ack_wait are checked against the
@@ -894,7 +894,7 @@ class SensorRuntime:
         """The deliveries (by id) whose message is acked on the server already: at or below its
         consumer's ack floor, asked now (one consumer-info request per consumer, only for
         batches with redelivered or retried messages). Such a copy was handled by someone, and
-        the entries and markers that recognised it may be gone (4)."""
+        the entries that recognised it may have forgotten it (4)."""
         if not suspects:
             return set()
         subs = {sub.durable: sub for sub in self._subs}

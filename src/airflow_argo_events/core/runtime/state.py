@@ -343,11 +343,6 @@ class JournalRecord:
     data: bytes | None = field(default=None, compare=False, repr=False)
     """Its stored bytes, once journaled."""
 
-    def highest_seq(self) -> int:
-        """The stream sequence of its newest event (the message whose redelivery would make
-        the firing again): once the ack floors pass it, its marker recognises nothing more."""
-        return max((r.seq for r in self.refs.values()), default=0)
-
     def dump(self, fragments: bool = False) -> dict[str, Any]:
         out = {"id": self.firing_id, "trigger": self.trigger, "corr": self.corr,
                "events": {d: r.dump(fragments) for d, r in self.refs.items()}, "created": self.created}
