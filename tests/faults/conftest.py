@@ -29,6 +29,21 @@ def recorder() -> Iterator[RecordingServer]:
         server.stop()
 
 
+@pytest.fixture
+def scaled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live sensor's bounds scaled down, so a short test meets them: APPLIED_CAP 2,
+    ACKED_GRACE 0.5 s, sweeps every 0.3 s (floors every 0.1 s while an entry is over the cap)."""
+    from airflow_argo_events.core.runtime import sensor_runtime as srm
+    from airflow_argo_events.core.runtime import state as st
+
+    monkeypatch.setattr(st, "APPLIED_CAP", 2)
+    monkeypatch.setattr(st, "ACKED_GRACE", 0.5)
+    monkeypatch.setattr(srm, "SWEEP_EVERY", 0.3)
+    monkeypatch.setattr(srm, "HOT_SAMPLE", 0.1)
+    monkeypatch.setattr(srm, "IDLE_SWEEP", 0.5)
+    monkeypatch.setattr(srm, "PRUNE_AT", 2)
+
+
 @pytest.fixture(autouse=True)
 def _collect_garbage() -> Iterator[None]:
     """Collect what a fault left behind (clients and tasks of a crashed runtime) right after

@@ -33,7 +33,7 @@ from airflow_argo_events.core.events import format_time
 from airflow_argo_events.core.exceptions import ArgoEventsError, EventBusError
 from airflow_argo_events.core.limits import loads_strict
 from airflow_argo_events.core.observe.record import OBS_KEY
-from airflow_argo_events.core.runtime.state import count_journal, entry_key, journal_docs, key_token
+from airflow_argo_events.core.runtime.state import count_journal, entry_key, journal_firings, key_token
 
 KV_STREAM = "KV_"
 RUNNING_WITHIN = 15.0
@@ -342,16 +342,8 @@ async def read_sensor_status(js: JetStreamContext, name: str, *, sensor: Any = N
         if not e.deleted:
             token = e.key.split(".")[1] if e.key.count(".") >= 2 else ""
             entry_counts[token] = entry_counts.get(token, 0) + 1
-    journal: list[dict[str, Any]] = []
-    async for e in store.scan("j.>"):
-        if e.deleted:
-            continue
-        try:
-            doc = loads_strict(e.value)
-        except ValueError:
-            warnings.append(f"journal entry {e.key} is not valid JSON")
-            continue
-        journal += journal_docs(e.key, doc)
+    journal, unreadable = await journal_firings(store)
+    warnings += [f"journal entry {key} is not valid JSON" for key in unreadable]
 
     running_notes = obs.get("running") or {}
     firings_notes = obs.get("firings") or {}

@@ -156,8 +156,11 @@ class SensorRuntime:
         self._floors: deque[tuple[float, int]] = deque()  # (when, lowest consumer ack floor)
         self._journal: dict[str, st.JournalRecord] = {}
         self._chunks: dict[str, set[str]] = {}  # journal chunk -> its committed firings not yet finished
+        # chunks found at start whose other firings a replica may still commit: (revision, those)
+        self._keep: dict[str, tuple[int, list[st.JournalRecord]]] = {}
         self._closed: OrderedDict[str, None] = OrderedDict()  # chunks erased (or found gone at start)
         self._chunk_n = 0
+        self._to_check: set[str] = set()  # other processes' chunks an emptied key waits on: still there?
         self._built: dict[str, Firing] = {}  # journaled firings with small events, ready to run
         self._finished: OrderedDict[str, None] = OrderedDict()  # recently finished firing ids
         self._loaded_markers: deque[tuple[float, str]] = deque()  # per-firing journal markers, by age
@@ -286,7 +289,13 @@ class SensorRuntime:
                 for rec in recs:
                     if (rec.trigger, rec.corr) in slots and rec.firing_id not in self._journal:
                         await self._recover(rec, known)
-                if name not in self._chunks:  # nothing of it committed, or nothing left to run
+                others = [r for r in recs if (r.trigger, r.corr) not in slots]
+                if others and age <= st.ORPHAN_AGE:
+                    # a replica may be between this chunk's entries' writes (one named it, another
+                    # not yet): when ours are done the chunk is rewritten with these, not erased
+                    self._keep[name] = (e.revision, others)
+                    young += others
+                if name not in self._chunks and name not in self._keep:  # nothing committed, or left
                     await store.erase(e.key)
                 continue
             if e.deleted:  # a marker of the per-firing journal (before chunks)
@@ -303,8 +312,11 @@ class SensorRuntime:
         self._closed.update(dict.fromkeys(named))  # named, but erased: dropped at the entries' next write
         owned = {r.blob for en in self._entries.values() for r in en.refs.values() if r.blob}
         owned |= {r.blob for rec in (*self._journal.values(), *young) for r in rec.refs.values() if r.blob}
-        orphans = [e.key async for e in store.scan("e.>", values=False) if e.key not in owned]
-        for key in orphans:  # left by a crash between a blob write and the write that referred to it
+        # left by a crash between a blob write and the write that referred to it; a young one
+        # may be a replica's, between its blob and its chunk or entry
+        orphans = [e.key async for e in store.scan("e.>", values=False)
+                   if e.key not in owned and (not e.created or now - e.created.timestamp() > st.ORPHAN_AGE)]
+        for key in orphans:
             await store.erase(key)
 
     async def _recover(self, rec: st.JournalRecord, known: set[str]) -> None:
@@ -552,7 +564,7 @@ class SensorRuntime:
             self._high_seq = max(self._high_seq, max(d.stream_seq for d in batch))
         # Journal records staged by failed attempts at this batch: a write whose reply was lost
         # may have been stored, and the next attempt, seeing its messages applied, stages nothing.
-        attempted: dict[str, st.JournalRecord] = {}
+        attempted: list[st.JournalRecord] = []
         retry = False
         while True:
             try:
@@ -634,8 +646,8 @@ class SensorRuntime:
 
         await self._retrying("reload state", reload)
 
-    async def _apply(self, batch: list[Delivery], earlier: dict[str, st.JournalRecord] | None,
-                     attempted: dict[str, st.JournalRecord]) -> tuple[list[str], dict[int, str], list[Any]]:
+    async def _apply(self, batch: list[Delivery], earlier: list[st.JournalRecord] | None,
+                     attempted: list[st.JournalRecord]) -> tuple[list[str], dict[int, str], list[Any]]:
         """Process a batch and store its effects (1)(2). Returns firings to start, poison
         messages (by id) with their reasons, and what ``on_processed`` wants to see.
 
@@ -643,7 +655,7 @@ class SensorRuntime:
         attempts staged (this one adds its own to ``attempted``). A retry checks every message
         against the reloaded entries (4), as for a redelivery: a write of the failed attempt
         may have been stored with its reply lost."""
-        stored_earlier = await self._stored_earlier(earlier) if earlier else {}
+        stored_earlier = self._stored_earlier(earlier) if earlier else {}
         # (4) A copy may be older than what the ack floors have let the entries forget:
         # held in a buffer (back-pressure) or across this batch's failed attempts past ack_wait,
         # the server sent the message again, and whoever got it may have acked it long ago. A
@@ -781,7 +793,7 @@ class SensorRuntime:
             e.counted = {d: [[i, format_time(t)] for i, t in q] for d, q in engine.counted(trigger, corr).items()}
         clock = format_time(engine.clock) if engine.clock else None
         store = self.store
-        attempted.update(new_journal)
+        attempted.extend(new_journal.values())
         # (2) blobs, then journal, then entries; each group sent at once and confirmed together.
         if blobs:
             _raise_first(await store.put_many([(k, v, None) for k, v in blobs.items()]))
@@ -867,11 +879,8 @@ class SensorRuntime:
                 self._chunks.setdefault(rec.batch, set()).add(fid)
                 self.stats["firings"] += 1
                 spawn.append(fid)
-        for name in {r.batch for r in stored_earlier.values()}:
-            if name is not None and not self._chunks.get(name):  # its firings are known already
-                self._chunks.pop(name, None)
-                self._closed[name] = None
-                asyncio.ensure_future(self._erase_quietly(st.chunk_key(name)))
+        if earlier:
+            self._settle_earlier(earlier)
         for k, v in counts.items():
             self.stats[k] += v
         self._log_evictions()
@@ -905,34 +914,38 @@ class SensorRuntime:
                 floors[consumer] = _settled_upto(await sub.info())
         return {id(d) for d in suspects if d.stream_seq <= floors.get(d.consumer, 0)}
 
-    async def _stored_earlier(self, earlier: dict[str, st.JournalRecord]) -> dict[str, st.JournalRecord]:
+    def _stored_earlier(self, earlier: list[st.JournalRecord]) -> dict[str, st.JournalRecord]:
         """Firings that failed attempts at this batch journaled and whose own entry, reloaded,
         names their chunk: that entry's write was stored (its reply perhaps lost), so the retry
         sees their messages applied and does not stage them again; they are returned, to run.
-        The others never committed (the entry's write failed or lost a compare-and-set to a
-        replica): the retry decides afresh on the reloaded state, and a chunk of which nothing
-        committed is erased (left, it would only be ignored at the next start)."""
+        The others have not committed (yet: a write whose reply was lost may still be stored
+        after the reload, on a cluster); their chunks stay until this batch is stored, when
+        ``_settle_earlier`` erases those no entry names."""
         out = {}
-        committed: dict[str, bool] = {}
-        for fid, rec in earlier.items():
+        for rec in earlier:
             name = rec.batch
             if name is None:
                 continue
             e = self._entries.get((rec.trigger, rec.corr))
-            ok = e is not None and name in e.batches
-            committed[name] = committed.get(name, False) or ok
-            if not ok or self._known(fid):
+            if e is None or name not in e.batches or self._known(rec.firing_id):
                 continue
             self._chunks.setdefault(name, set())  # the retry's writes keep naming it
             for ref in rec.refs.values():
                 if ref.blob:
                     ref.event = None  # read back from its blob when the firing runs
-            out[fid] = rec
-        for name, ok in committed.items():
-            if not ok:
-                key = st.chunk_key(name)
-                await self._retrying("erase uncommitted journal chunk", lambda k=key: self.store.erase(k))
+            out[rec.firing_id] = rec
         return out
+
+    def _settle_earlier(self, earlier: list[st.JournalRecord]) -> None:
+        """This batch is stored: erase the chunks of its failed attempts that hold nothing to
+        run here. Safe now: every entry those attempts wrote was reloaded and written again
+        since (or shows their write), so a late write of theirs can no longer be stored."""
+        for name in {r.batch for r in earlier if r.batch is not None}:
+            if self._chunks.get(name):
+                continue
+            self._chunks.pop(name, None)
+            self._closed[name] = None
+            asyncio.ensure_future(self._erase_quietly(st.chunk_key(name)))
 
     def _drained(self, floor: int, work: dict[tuple[str, str], st.Entry]) -> list[tuple[tuple[str, str], st.Entry]]:
         """Emptied keyed entries whose applied sequences are all settled now and whose chunks
@@ -943,7 +956,12 @@ class SensorRuntime:
         waiting = 0
         for slot in self._draining:
             e = self._entries.get(slot)
-            if slot in work or e is None or any(self._open(b) and not self._mine(b) for b in e.batches):
+            if slot in work or e is None:
+                continue
+            foreign = [b for b in e.batches if self._open(b) and not self._mine(b)]
+            if foreign:  # the sweeper asks whether those chunks are still there
+                if len(self._to_check) < 64:
+                    self._to_check.update(foreign)
                 continue
             if all(q <= floor for seqs in e.applied.values() for q in seqs) and not any(map(self._open, e.batches)):
                 out.append((slot, e))
@@ -1204,7 +1222,8 @@ class SensorRuntime:
                 if name is None:  # the per-firing journal before chunks
                     erase += [(st.journal_key(r.firing_id), [r]) for r in group]
                 elif not self._chunks.get(name, set()) - {r.firing_id for r in group}:
-                    erase.append((st.chunk_key(name), group))
+                    (rewrite if name in self._keep else erase).append((name if name in self._keep
+                                                                       else st.chunk_key(name), group))
                 elif since.get(name, now) + REWRITE_AFTER <= now:
                     rewrite.append((name, group))
                 else:
@@ -1214,12 +1233,20 @@ class SensorRuntime:
                 results += await self.store.erase_many([k for k, _ in erase[i:i + 64]])
             writes = []
             for name, group in rewrite:
-                left = self._chunks[name] - {r.firing_id for r in group}
-                writes.append((st.chunk_key(name), st.encode_chunk(
-                    name, [self._journal[f].data or self._journal[f].encode() for f in left if f in self._journal]),
-                    None))
+                left = self._chunks.get(name, set()) - {r.firing_id for r in group}
+                records = [self._journal[f].data or self._journal[f].encode() for f in left if f in self._journal]
+                revision, others = self._keep.get(name, (None, []))
+                records += [r.data or r.encode() for r in others]
+                writes.append((st.chunk_key(name), st.encode_chunk(name, records), revision))
             put = await self.store.put_many(writes) if writes else []
-            results += [r if isinstance(r, BaseException) else None for r in put]
+            for (name, _), res in zip(rewrite, put, strict=True):
+                if name in self._keep:
+                    if isinstance(res, BaseException):  # the replica changed or erased it: its business now
+                        self._keep.pop(name)
+                        res = None
+                    else:
+                        self._keep[name] = (res, self._keep[name][1])
+                results.append(res if isinstance(res, BaseException) else None)
             retry: list[st.JournalRecord] = []
             cleared: list[st.JournalRecord] = []
             failure: BaseException | None = None
@@ -1239,7 +1266,8 @@ class SensorRuntime:
                 left.difference_update(r.firing_id for r in group)
                 if not left:
                     self._chunks.pop(name, None)
-                    self._closed[name] = None  # entries drop the name at their next write
+                    if self._keep.pop(name, None) is None:  # a kept one holds a replica's firings
+                        self._closed[name] = None  # entries drop the name at their next write
             while len(self._closed) > CLOSED_KEPT:
                 self._closed.popitem(last=False)
             for rec in cleared:
@@ -1291,8 +1319,23 @@ class SensorRuntime:
                 errors = [e for e in await self.store.erase_many(old[i:i + 64]) if e is not None]
                 if errors:  # a marker left behind goes at the next start, by its age
                     log.debug("sensor %s: %d old marker(s) not erased (%s)", self.name, len(errors), errors[0])
+            if self._to_check:
+                await self._check_foreign()
             if self._draining or due:
                 await self._sample_ack_floor()
+
+    async def _check_foreign(self) -> None:
+        """Other processes' chunks that emptied keys name: one gone is erased for good (its
+        name is never used again), so the keys may drain (a stopped replica's, else never)."""
+        names, self._to_check = list(self._to_check), set()
+        for name in names:
+            try:
+                there = await self.store.seen(st.chunk_key(name))
+            except EventBusError:
+                continue  # asked again by the next drain pass
+            if not there:
+                self._closed[name] = None
+                self._drain_soon = True
 
     def _sweep_pause(self, every: float) -> float:
         """Seconds to the next sweep: ``every`` while keys drain or the floors are due;

@@ -86,7 +86,8 @@ sample has passed, without waiting ACKED_GRACE (a busy trigger applies thousands
 a copy of a dropped one that still comes is found acked on the server, as every redelivered
 copy is checked so)."""
 APPLIED_HARD_CAP = 20_000
-"""Past this many (the ack floors cannot be asked: the bus is away) the oldest go anyway."""
+"""Past this many in an entry, shared by its dependencies (the ack floors cannot be asked: the
+bus is away, or one consumer's floor is stuck), the oldest go anyway: about 200 KB at most."""
 ACKED_GRACE = 30.0
 """Seconds an applied sequence is kept after its ack was confirmed: a redelivery the server
 sent before it received the ack (ack_wait ran out during a stall) is still recognised."""
@@ -151,23 +152,49 @@ def encode_chunk(name: str, records: list[bytes]) -> bytes:
 
 
 def journal_docs(key: str, doc: Any) -> list[dict[str, Any]]:
-    """The firings one journal key holds as stored (a chunk holds several), for status pages."""
+    """The firings one journal key holds as stored (a chunk holds several)."""
     if chunk_name(key) is not None:
         firings = doc.get("firings") if isinstance(doc, dict) else None
         return [f for f in firings if isinstance(f, dict)] if isinstance(firings, list) else []
     return [doc] if isinstance(doc, dict) else []
 
 
-async def count_journal(store: StateStore) -> int:
-    """Firings in the journal (one server-side filtered scan of ``j.*``; chunks are read)."""
-    n = 0
+async def journal_firings(store: StateStore) -> tuple[list[dict[str, Any]], list[str]]:
+    """The firings in the journal as stored, those a restart would run: of a chunk, only the
+    ones whose own entry names it (a crash before the entries' write leaves the others), with
+    the keys that could not be read. For status pages: one scan of ``j.*`` and one read per
+    trigger entry the chunks refer to."""
+    firings: list[dict[str, Any]] = []
+    unreadable: list[str] = []
+    names: dict[tuple[str, str], set[str]] = {}
     async for e in store.scan("j.>"):
-        if not e.deleted:
-            try:
-                n += len(journal_docs(e.key, loads_strict(e.value)))
-            except ValueError:
-                n += 1  # unreadable: counted as one, ``sensor status`` says which
-    return n
+        if e.deleted:
+            continue
+        try:
+            doc = loads_strict(e.value)
+        except ValueError:
+            unreadable.append(e.key)
+            continue
+        name = chunk_name(e.key)
+        for f in journal_docs(e.key, doc):
+            if name is not None:
+                slot = (str(f.get("trigger")), str(f.get("corr") or NO_CORRELATION))
+                if slot not in names:
+                    try:
+                        entry, _ = await store.get(entry_key(*slot))
+                    except ValueError:
+                        entry = None
+                    names[slot] = set(entry.get("batches") or []) if isinstance(entry, dict) else set()
+                if name not in names[slot]:
+                    continue
+            firings.append(f)
+    return firings, unreadable
+
+
+async def count_journal(store: StateStore) -> int:
+    """Firings in the journal that a restart would run (:func:`journal_firings`), unreadable keys included."""
+    firings, unreadable = await journal_firings(store)
+    return len(firings) + len(unreadable)
 
 
 def parse_chunk(doc: dict[str, Any], name: str) -> list[JournalRecord]:
@@ -307,13 +334,14 @@ class Entry:
         newest ack floor sample ``latest`` go (no grace: see APPLIED_CAP), past APPLIED_HARD_CAP
         the oldest. Returns (still over APPLIED_CAP: the floors are due, how many the hard cap dropped)."""
         over, dropped = False, 0
+        hard = max(APPLIED_CAP, APPLIED_HARD_CAP // max(1, len(self.applied)))  # the entry must fit a payload
         for dep, seqs in list(self.applied.items()):
             if len(seqs) <= APPLIED_CAP:
                 continue
             kept = [q for q in seqs if q > latest]
-            if len(kept) > APPLIED_HARD_CAP:
-                dropped += len(kept) - APPLIED_HARD_CAP
-                del kept[: len(kept) - APPLIED_HARD_CAP]
+            if len(kept) > hard:
+                dropped += len(kept) - hard
+                del kept[: len(kept) - hard]
             if kept:
                 self.applied[dep] = kept
             else:
