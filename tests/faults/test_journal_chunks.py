@@ -496,3 +496,30 @@ async def test_redeliveries_after_the_state_leader_is_killed_are_skipped(nats_cl
         await cluster.wait_stream_current(kv_stream, timeout=30)
         await bus.js.delete_key_value(a.bucket)
         await bus.js.delete_stream(bus.stream.name)
+
+
+async def test_on_a_server_with_message_ttls_finished_chunks_expire_without_purges(private_nats, monkeypatch):
+    """NATS 2.11+: a finished chunk is deleted with a marker the server itself drops a second
+    later, so the sensor sends no purge request per batch; the journal ends empty."""
+    purged: list[str] = []
+    real = StateStore.erase_many
+
+    async def erase_many(self, keys):
+        purged.extend(keys)
+        return await real(self, keys)
+
+    monkeypatch.setattr(StateStore, "erase_many", erase_many)
+    settings = StreamSettings(name=unique_name("m"), replicas=1)
+    async with EventBus(NatsSettings.from_url(private_nats().url), settings) as bus:
+        if not bus.msg_ttl:
+            pytest.skip(f"nats-server {bus.nc.connected_server_version} is older than 2.11")
+        runs = Runs()
+        rt = rt_for(bus, one_dep(unique_name("ttl")), runs)
+        async with running_sensor(rt):
+            assert rt.store.expiring_markers
+            for i in range(20):
+                await bus.publish(ev("a", i))
+            await until(lambda: len(runs.count) == 20 and not rt.pending() and not rt._partial, what="20 firings")
+            await until(lambda: no_journal(bus, rt.bucket), timeout=10, what="the chunks' markers expired")
+    assert not [k for k in purged if k.startswith("j.")], purged
+    assert not runs.twice()

@@ -71,6 +71,8 @@ RECENT_FINISHED = 10_000
 REWRITE_AFTER = 0.5
 """Seconds a journal chunk with finished and unfinished firings waits for the rest before it is
 rewritten without the finished ones (firings of a batch mostly finish together: one erase)."""
+CHUNK_MARKER_TTL = 1
+"""Seconds the server keeps the delete marker of a finished chunk (NATS 2.11+)."""
 CLOSED_KEPT = 10_000
 """Names of erased journal chunks remembered, to drop from entries at their next write."""
 MAX_BACKOFF = 5.0
@@ -1228,9 +1230,18 @@ class SensorRuntime:
                     rewrite.append((name, group))
                 else:
                     self._partial[name] = (since.get(name, now), group)
+            # On NATS 2.11+ a finished chunk is deleted with a marker the server drops a second
+            # later (a write, not a JetStream API request); elsewhere it is purged.
+            expiring = self.store.expiring_markers
+            expire = [(k, g) for k, g in erase if expiring and st.chunk_name(k)]
+            erase = [*(x for x in erase if not (expiring and st.chunk_name(x[0]))), *expire]
             results: list[BaseException | None] = []
-            for i in range(0, len(erase), 64):  # 64 purges at once keep the JetStream API responsive
-                results += await self.store.erase_many([k for k, _ in erase[i:i + 64]])
+            purged = len(erase) - len(expire)
+            for i in range(0, purged, 64):  # 64 purges at once keep the JetStream API responsive
+                results += await self.store.erase_many([k for k, _ in erase[i:min(i + 64, purged)]])
+            if expire:  # the last one confirmed: a lost one leaves a chunk whose firings may re-run (3)
+                results += await self.store.delete_many([k for k, _ in expire], confirm_each=False,
+                                                        ttl=CHUNK_MARKER_TTL)
             writes = []
             for name, group in rewrite:
                 left = self._chunks.get(name, set()) - {r.firing_id for r in group}
