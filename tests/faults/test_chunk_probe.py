@@ -225,31 +225,19 @@ async def test_a_replica_starting_while_a_large_event_is_staged_does_not_erase_i
 # --------------------------------------------------------------------------- lost replies and the retry
 
 
-async def test_a_chunk_create_stored_with_its_reply_lost_is_erased_by_the_retry_and_fires_once(
-        bus, monkeypatch, scaled):
-    """The chunk's create is stored but its reply lost (an error); the batch is processed again:
-    the first chunk is erased as uncommitted, the firing journaled again and run once."""
+@pytest.mark.parametrize(("stored", "lost"), [("j.b.", None), ("s.", "s.t2.")],
+                         ids=["chunk-create", "entries"])
+async def test_a_write_stored_with_its_reply_lost_fires_each_firing_once(bus, monkeypatch, scaled, stored, lost):
+    """chunk-create: the chunk's create is stored but its reply lost (an error); the batch is
+    processed again, the first chunk erased as uncommitted once the retry is stored, the
+    firings journaled again and run once. entries: both entries' writes are stored, t2's
+    reply lost: the retry finds them naming the first chunk, runs its firings once, and
+    stages nothing again."""
     runs = Runs()
-    s = two_on_a(unique_name("lostc"))
+    s = two_on_a(unique_name("lost"))
     a = rt_for(bus, s, runs)
     await a.start()
-    tripped = lose_replies_once(a, "j.b.")
-    async with running_sensor(a, start=False):
-        await bus.publish(ev("a", 0))
-        await until(lambda: len(runs.count) == 2 and not a.pending() and not a._partial, what="2 firings")
-        await until(lambda: no_journal(bus, a.bucket), what="journal empty")
-        await asyncio.sleep(1.5)
-    assert tripped and not runs.twice(), runs.count
-
-
-async def test_entries_stored_with_their_replies_lost_run_from_the_first_chunk_once(bus, monkeypatch, scaled):
-    """Both entries' writes are stored, their replies lost: the retry finds them naming the
-    first chunk, runs its firings once, and stages nothing again."""
-    runs = Runs()
-    s = two_on_a(unique_name("loste"))
-    a = rt_for(bus, s, runs)
-    await a.start()
-    tripped = lose_replies_once(a, "s.", lambda k: k.startswith("s.t2."))
+    tripped = lose_replies_once(a, stored, (lambda k: k.startswith(lost)) if lost else (lambda k: True))
     async with running_sensor(a, start=False):
         await bus.publish(ev("a", 0))
         await until(lambda: len(runs.count) == 2 and not a.pending() and not a._partial, what="2 firings")
