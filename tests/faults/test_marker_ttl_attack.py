@@ -16,6 +16,7 @@ import pytest
 
 from airflow_argo_events.core.bus import EventBus, NatsSettings, StreamSettings
 from airflow_argo_events.core.bus.kv import StateStore
+from airflow_argo_events.core.exceptions import EventBusError
 from airflow_argo_events.testing.plugin import unique_name
 
 pytestmark = pytest.mark.timeout(90)
@@ -47,8 +48,18 @@ async def test_kv_scan_after_a_leader_kill_sees_every_key(nats_cluster):
         bucket = unique_name("scan")
         store = await StateStore.open(bus.js, bucket, replicas=3)
         keys = [f"j.f{i}" for i in range(3)]
+        # a fresh R3 stream may not answer before its first election settles (CI saw "no
+        # response from stream" on the first put): wait for a leader, then retry briefly
+        await cluster.stream_leader(f"KV_{bucket}")
         for k in keys:
-            await store.put_raw(k, b"{}", 0)
+            for attempt in range(50):
+                try:
+                    await store.put_raw(k, b"{}")
+                    break
+                except EventBusError:
+                    if attempt == 49:
+                        raise
+                    await asyncio.sleep(0.2)
         assert await store.delete_many(keys) == [None] * 3
         leader = await cluster.stream_leader(f"KV_{bucket}")
         cluster.kill(leader)
