@@ -1224,8 +1224,10 @@ class SensorRuntime:
                 if name is None:  # the per-firing journal before chunks
                     erase += [(st.journal_key(r.firing_id), [r]) for r in group]
                 elif not self._chunks.get(name, set()) - {r.firing_id for r in group}:
-                    (rewrite if name in self._keep else erase).append((name if name in self._keep
-                                                                       else st.chunk_key(name), group))
+                    if name in self._keep:  # a replica's firings in it: rewritten with those only
+                        rewrite.append((name, group))
+                    else:
+                        erase.append((st.chunk_key(name), group))
                 elif since.get(name, now) + REWRITE_AFTER <= now:
                     rewrite.append((name, group))
                 else:
