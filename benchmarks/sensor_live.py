@@ -5,8 +5,8 @@
 
 Raw baseline: JetStream publish -> pull fetch -> ack (round trip), and pull consume+ack
 rate (nats-py ``fetch(64)`` + ``ack()``). Ours: the same events through SensorRuntime
-(decode, engine, the batch's journal chunk and trigger entry written and confirmed, acks
-sent, firing handed to the executor, the chunk erased). DESIGN.md targets: median latency within 1 ms of raw,
+(decode, engine, the trigger's entry written and confirmed with the batch's firings in it,
+acks sent, firing handed to the executor; the finished firings leave with the next write). DESIGN.md targets: median latency within 1 ms of raw,
 throughput at least 0.75x raw.
 
 Besides the rates, each side's CPU time per message is printed: on a shared, loaded
@@ -123,8 +123,8 @@ async def ours(url: str, n: int, rtt_n: int) -> dict:
 
 
 async def sustained(url: str, n: int) -> None:
-    """A sensor firing steadily, past what the backlog runs measure: the journal chunks
-    erased as their firings finish, and the trigger's entry forgetting the applied sequences
+    """A sensor firing steadily, past what the backlog runs measure: finished firings leaving
+    the trigger's entry with its next writes, and the entry forgetting the applied sequences
     the ack floors have passed (at APPLIED_CAP and more, sampled every HOT_SAMPLE seconds).
     The run ends when every firing is cleared from the journal; the CPU of it all, per
     message, beside raw consume+ack's, and how many sequences the entry holds then."""

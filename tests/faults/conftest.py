@@ -44,6 +44,15 @@ def scaled(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(srm, "PRUNE_AT", 2)
 
 
+@pytest.fixture
+def chunks_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every batch's firings journaled in chunks (``j.b.*``), never in their trigger's entry:
+    for the tests of the chunk journal, which a one-entry batch would otherwise bypass."""
+    from airflow_argo_events.core.runtime import state as st
+
+    monkeypatch.setattr(st, "ENTRY_JOURNAL_MAX", 0)
+
+
 @pytest.fixture(autouse=True)
 def _collect_garbage() -> Iterator[None]:
     """Collect what a fault left behind (clients and tasks of a crashed runtime) right after

@@ -37,7 +37,7 @@ from tests.faults.test_journal_chunks import (
 )
 from tests.support import running_sensor
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("chunks_only")]
 
 
 def two_on_a(name: str) -> Sensor:

@@ -28,7 +28,7 @@ from airflow_argo_events.core.spec.sensor import Sensor
 from airflow_argo_events.testing.plugin import unique_name
 from tests.support import running_sensor
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("chunks_only")]  # the entry journal: test_entry_journal.py
 
 
 def ev(subject: str, i: int, size: int = 0):

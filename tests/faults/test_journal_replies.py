@@ -18,6 +18,7 @@ from airflow_argo_events.core.bus import EventBus
 from airflow_argo_events.core.bus.kv import StateStore
 from airflow_argo_events.core.events import new_event
 from airflow_argo_events.core.exceptions import EventBusError
+from airflow_argo_events.core.runtime import state as state_module
 from airflow_argo_events.core.runtime.sensor_runtime import SensorRuntime
 from airflow_argo_events.core.spec.sensor import Sensor
 from airflow_argo_events.testing.plugin import unique_name
@@ -32,7 +33,7 @@ def one_dep_sensor(name: str) -> Sensor:
         "triggers": [{"template": {"name": "t", "log": {}}}]}})
 
 
-async def test_journal_creates_whose_replies_were_lost_still_fire(nats_settings, stream, monkeypatch):
+async def test_journal_creates_whose_replies_were_lost_still_fire(nats_settings, stream, monkeypatch, chunks_only):
     real_put_many = StateStore.put_many
     journal_calls: list[int] = []
 
@@ -73,14 +74,16 @@ def two_dep_sensor(name: str) -> Sensor:
         "triggers": [{"template": {"name": "t", "conditions": "a && b", "log": {}}}]}})
 
 
-@pytest.mark.parametrize("journal_reply_lost", [False, True])
+@pytest.mark.parametrize(("journal", "journal_reply_lost"), [("entry", False), ("chunks", False), ("chunks", True)])
 async def test_a_state_write_stored_while_its_reply_was_lost_fires_once(nats_settings, stream, monkeypatch,
-                                                                       journal_reply_lost):
+                                                                       journal, journal_reply_lost):
     """The batch that completes ``a && b`` journals the firing and writes the trigger's entry
     (a consumed, b applied). The server stores both, but the entry write's reply is lost (and,
     in the second case, the journal create's too), so the batch is processed again on top of
     the reloaded entry. That entry already applied b: the firing must still run, once, and b
     must not be saved again as if it were waiting for a new a."""
+    if journal == "chunks":
+        monkeypatch.setattr(state_module, "ENTRY_JOURNAL_MAX", 0)
     real_put_many = StateStore.put_many
     armed = asyncio.Event()
     lost_calls: list[str] = []

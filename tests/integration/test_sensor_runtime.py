@@ -10,6 +10,7 @@ import pytest
 from airflow_argo_events.core.bus import EventBus, NatsSettings, StreamSettings
 from airflow_argo_events.core.events import new_event
 from airflow_argo_events.core.runtime.sensor_runtime import SensorRuntime
+from airflow_argo_events.core.runtime.state import count_journal
 from airflow_argo_events.core.spec.sensor import Sensor
 from airflow_argo_events.testing.plugin import unique_name
 from tests.support import running_sensor
@@ -72,7 +73,8 @@ async def test_fires_and_persists_state(bus: EventBus):
     store = await bus.state(rt.bucket)
     entry, _ = await store.get("s.both._")
     assert entry["deps"] == {} and sorted(entry["applied"]) == ["a", "b"]
-    assert [k for k in await store.keys() if k.startswith("j.")] == []
+    assert [k for k in await store.keys() if k.startswith("j.")] == [] and await count_journal(store) == 0
+    assert [k for k in await store.keys() if k.startswith("s.") and "firings" in (await store.get(k))[0]] == []
     meta, _ = await store.get("meta")
     assert meta["sensor"] == sensor.metadata.name and meta["version"] == 2
     await bus.js.delete_key_value(rt.bucket)

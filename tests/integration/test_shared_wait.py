@@ -19,7 +19,7 @@ from airflow_argo_events.core.bus.consumer import Subscription
 from airflow_argo_events.core.events import new_event
 from airflow_argo_events.core.runtime import shared_wait
 from airflow_argo_events.core.runtime.shared_wait import SensorBus, SharedWaitSubscription, WaitHub
-from airflow_argo_events.core.runtime.state import journal_key
+from airflow_argo_events.core.runtime.state import journal_firings
 
 from ..support import wait_until
 from .trigger_host import trigger_of
@@ -352,8 +352,8 @@ async def test_a_killed_and_restarted_triggerer_process_loses_and_repeats_nothin
     async with EventBus(NatsSettings.from_url(server.url), stream) as bus:
 
         async def journaled(name: str) -> set[str]:
-            store = await bus.state(buckets[name])
-            return {e.key for e in [x async for x in store.scan("j.>")] if not e.deleted}
+            firings, _ = await journal_firings(await bus.state(buckets[name]))
+            return {str(f.get("id")) for f in firings}
 
         host.start()
         try:
@@ -371,7 +371,7 @@ async def test_a_killed_and_restarted_triggerer_process_loses_and_repeats_nothin
                     taken = {(name, fid) for name, fid, _ in _lines(out)}
                     for name in buckets:
                         left = await journaled(name)
-                        predicted |= {(n, f) for n, f in taken if n == name and journal_key(f) in left}
+                        predicted |= {(n, f) for n, f in taken if n == name and f in left}
                     host.start()
             want = {spec.split(":")[0]: sent[spec[-1]] for spec in specs}
 

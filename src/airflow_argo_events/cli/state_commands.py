@@ -85,8 +85,8 @@ async def _meta(js: JetStreamContext, bucket: str) -> dict[str, Any] | None:
 
 
 async def _count_journal(js: JetStreamContext, bucket: str) -> int:
-    """Firings in the journal, by a server-side filtered scan of ``j.*`` (not of every key;
-    the same scan a sensor loads its journal with)."""
+    """Firings in the journal, by server-side filtered scans of ``s.*`` and ``j.*`` (not of
+    every key; the scans a sensor loads its entries and journal with)."""
     return await count_journal(StateStore(await js.key_value(bucket), bucket, js))
 
 

@@ -4,14 +4,18 @@ Invariants (numbered as the code refers to them):
 
 1. A message is acked only after everything it changed is stored: the entries of the
    triggers it touched (compare-and-set on each entry's revision; every trigger has one)
-   and the journal chunk holding every firing it caused (see ``state.py`` for the layout).
+   and the journal of every firing it caused: the firings' own entry when they all belong
+   to one, else a journal chunk (see ``state.py`` for the layout).
 2. Write order within a batch: event blobs, then journal chunks, then trigger entries
-   (each naming the chunks of its firings), then acks. A crash at any point leaves either
-   the old state (the batch is redelivered and processed again; a chunk no entry names is
-   ignored) or committed entries naming stored chunks (their firings run after restart).
+   (each naming the chunks of its firings, or holding them), then acks. A crash at any
+   point leaves either the old state (the batch is redelivered and processed again; a chunk
+   no entry names is ignored) or committed entries naming stored chunks or holding firings
+   (their firings run after restart).
 3. A firing leaves the journal only after its action finished (success, or failure after
    retries and the dead-letter action). A crash in between re-runs it after restart with
-   the same firing id, which every action passes on as an idempotency key.
+   the same firing id, which every action passes on as an idempotency key. A firing in
+   its entry leaves with the entry's next write, which only the processing loop makes (so
+   no compare-and-set of this process races another of its own).
 4. A redelivered message is recognised by the stream sequences each entry records in the
    same write that applied it (every trigger's, so no finished firing needs a marker).
    Acks go out unconfirmed (a lost one is such a redelivery); an entry forgets a sequence
@@ -71,6 +75,9 @@ RECENT_FINISHED = 10_000
 REWRITE_AFTER = 0.5
 """Seconds a journal chunk with finished and unfinished firings waits for the rest before it is
 rewritten without the finished ones (firings of a batch mostly finish together: one erase)."""
+HOME_CLEAR_AFTER = 0.05
+"""Seconds a finished firing waits in its trigger entry for the entry's next write (a busy
+trigger's next batch takes it out for free) before the processing loop writes the entry."""
 CHUNK_MARKER_TTL = 1
 """Seconds the server keeps the delete marker of a finished chunk (NATS 2.11+)."""
 CLOSED_KEPT = 10_000
@@ -171,6 +178,12 @@ class SensorRuntime:
         self._partial: dict[str, tuple[float, list[st.JournalRecord]]] = {}
         self._clear_wake = asyncio.Event()
         self._clearer: asyncio.Task[None] | None = None
+        # finished firings still in their own entry (state.py), and since when the oldest waits
+        self._done_home: dict[tuple[str, str], set[str]] = {}
+        self._done_since: dict[tuple[str, str], float] = {}
+        self._home_timer: asyncio.TimerHandle | None = None
+        self._queue: asyncio.Queue[list[Delivery]] | None = None  # run()'s: a pass of the loop is an empty batch
+        self._pass_lock = asyncio.Lock()  # one processing pass at a time: the loop's, or close()'s last one
         self._subs: list[Subscription] = []
         self._gate: OrderGate | None = None  # keeps the stream's order after a crash or reconnect (order.py)
         self._ready: asyncio.Queue[str] = asyncio.Queue()
@@ -266,6 +279,9 @@ class SensorRuntime:
             entry = st.Entry.parse(doc, e.revision)
             await self._restore(entry)
             self._entries[(trigger, entry.corr)] = entry
+            for rec in st.entry_records(entry):  # (3) its own journal: committed with the entry
+                if rec.firing_id not in self._journal:
+                    await self._recover(rec, known)
             if entry.clock and (clock is None or entry.clock > clock):
                 clock = entry.clock
         self.engine.clock = datetime.fromisoformat(clock.replace("Z", "+00:00")) if clock else None
@@ -386,6 +402,7 @@ class SensorRuntime:
         if self._store is None:
             await self.start()
         queue: asyncio.Queue[list[Delivery]] = asyncio.Queue(maxsize=4)
+        self._queue = queue
         gate = self._gate
         assert gate is not None
 
@@ -421,6 +438,7 @@ class SensorRuntime:
                     batch.sort(key=lambda d: d.stream_seq)
                 await self._handle(batch, stop)
         finally:
+            self._queue = None
             with contextlib.suppress(Exception):  # the last batches' acks leave the client's buffer
                 await asyncio.wait_for(self.bus.nc.flush(), timeout=2)
             self._stopping = True
@@ -450,6 +468,15 @@ class SensorRuntime:
             for t in late:
                 t.cancel()
             self._clearer = None
+        if self._home_timer is not None:
+            self._home_timer.cancel()
+            self._home_timer = None
+        if self._done_home and self._store is not None:
+            # finished firings in their entries: one last pass writes them out (bounded: a
+            # firing left in runs again after a restart, with the same id (3))
+            self._done_since = dict.fromkeys(self._done_since, 0.0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._handle([], asyncio.Event()), timeout=5)
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -561,6 +588,10 @@ class SensorRuntime:
     # ------------------------------------------------------------------ processing
 
     async def _handle(self, batch: list[Delivery], stop: asyncio.Event) -> None:
+        async with self._pass_lock:
+            await self._process(batch, stop)
+
+    async def _process(self, batch: list[Delivery], stop: asyncio.Event) -> None:
         pause = 0.1
         if batch:
             self._high_seq = max(self._high_seq, max(d.stream_seq for d in batch))
@@ -579,7 +610,7 @@ class SensorRuntime:
                     spawn, poison, observed = [], {id(batch[0]): f"state too large: {err}"}, []
                     break
                 for d in batch:
-                    await self._handle([d], stop)
+                    await self._process([d], stop)
                 return
             except StateConflict:  # (5)
                 self.stats["conflicts"] += 1
@@ -691,8 +722,10 @@ class SensorRuntime:
             slot = (trigger, corr)
             if slot not in work:
                 old = self._entries.get(slot)
-                work[slot] = old.copy() if old is not None else st.Entry(trigger, corr)
+                w = work[slot] = old.copy() if old is not None else st.Entry(trigger, corr)
                 self._touched.add(slot)
+                for fid in self._done_home.get(slot, ()):  # finished: they leave with this write
+                    w.firings.pop(fid, None)
             return work[slot]
 
         tops = self._tops
@@ -793,6 +826,14 @@ class SensorRuntime:
                 if ref.blob:
                     released.append(ref.blob)
             e.counted = {d: [[i, format_time(t)] for i, t in q] for d, q in engine.counted(trigger, corr).items()}
+        if self._done_since:  # entries whose finished firings waited long enough: written now
+            due = time.monotonic() - HOME_CLEAR_AFTER
+            for slot, since in list(self._done_since.items()):
+                if since <= due:
+                    if slot in self._entries:
+                        entry(*slot)
+                    else:  # the entry is gone (never stored, or erased): nothing to take out
+                        self._cleared_home(slot, set())
         clock = format_time(engine.clock) if engine.clock else None
         store = self.store
         attempted.extend(new_journal.values())
@@ -821,9 +862,9 @@ class SensorRuntime:
         # A keyed entry with nothing saved, nothing unsettled and no chunk goes (no marker
         # left); one with unsettled sequences is written empty and drained later (state.py).
         gone = [(slot, e) for slot, e in changed
-                if not e.refs and not e.applied and not e.batches and engine.keyed(slot[0])]
+                if not e.refs and not e.applied and not e.batches and not e.firings and engine.keyed(slot[0])]
         changed = [(slot, e) for slot, e in changed
-                   if e.refs or e.applied or e.batches or not engine.keyed(slot[0])]
+                   if e.refs or e.applied or e.batches or e.firings or not engine.keyed(slot[0])]
         erase_now = [(slot, e) for slot, e in gone if e.revision]  # revision 0: never stored
         drained = self._drained(floor, work)
         writes = [(st.entry_key(*slot), e.encode(), e.revision) for slot, e in changed]
@@ -860,6 +901,10 @@ class SensorRuntime:
         for slot, _ in gone:
             self._entries.pop(slot, None)
             self._draining.pop(slot, None)
+        if self._done_home:
+            for slot, e in work.items():
+                if slot in self._done_home:
+                    self._cleared_home(slot, e.firings.keys())
         # (1) stored: from here on the batch counts.
         spawn = []
         for fid, rec in new_journal.items():
@@ -871,14 +916,14 @@ class SensorRuntime:
             if inline and fid in built:  # small events: keep the firing built, not built twice
                 self._built[fid] = built[fid]
             self._journal[fid] = rec
-            assert rec.batch is not None
-            self._chunks.setdefault(rec.batch, set()).add(fid)
+            if rec.batch is not None:
+                self._chunks.setdefault(rec.batch, set()).add(fid)
             spawn.append(fid)
         for fid, rec in stored_earlier.items():  # see _stored_earlier
             if fid not in new_journal and not self._known(fid):
                 self._journal[fid] = rec
-                assert rec.batch is not None
-                self._chunks.setdefault(rec.batch, set()).add(fid)
+                if rec.batch is not None:
+                    self._chunks.setdefault(rec.batch, set()).add(fid)
                 self.stats["firings"] += 1
                 spawn.append(fid)
         if earlier:
@@ -899,7 +944,36 @@ class SensorRuntime:
         for d in batch:
             if id(d) in poison:
                 self.stats["poison"] += 1
+        self._arm_home()
         return spawn, poison, observed
+
+    def _cleared_home(self, slot: tuple[str, str], kept: Any) -> None:
+        """``slot``'s entry is stored holding only ``kept`` of its firings: the finished ones not
+        among them have left the journal (3)."""
+        done = self._done_home.get(slot, set())
+        out = [fid for fid in done if fid not in kept]
+        done.difference_update(out)
+        if not done:
+            self._done_home.pop(slot, None)
+            self._done_since.pop(slot, None)
+        for fid in out:
+            rec = self._journal.pop(fid, None)
+            self._built.pop(fid, None)
+            if rec is not None and any(ref.blob for ref in rec.refs.values()):
+                asyncio.ensure_future(self._forget(rec))
+
+    def _arm_home(self) -> None:
+        """Wake the processing loop when the oldest finished firing in an entry is due."""
+        if self._home_timer is not None or not self._done_since:
+            return
+        delay = min(self._done_since.values()) + HOME_CLEAR_AFTER - time.monotonic()
+        self._home_timer = asyncio.get_running_loop().call_later(max(0.0, delay), self._poke_home)
+
+    def _poke_home(self) -> None:
+        self._home_timer = None
+        if self._queue is not None and self._done_since:
+            with contextlib.suppress(asyncio.QueueFull):  # full: a batch is coming, which does it
+                self._queue.put_nowait([])
 
     async def _acked_copies(self, suspects: list[Delivery]) -> set[int]:
         """The deliveries (by id) whose message is acked on the server already: at or below its
@@ -926,12 +1000,16 @@ class SensorRuntime:
         out = {}
         for rec in earlier:
             name = rec.batch
-            if name is None:
-                continue
             e = self._entries.get((rec.trigger, rec.corr))
-            if e is None or name not in e.batches or self._known(rec.firing_id):
+            if e is None or self._known(rec.firing_id):
                 continue
-            self._chunks.setdefault(name, set())  # the retry's writes keep naming it
+            if rec.home is not None:  # journaled in the entry itself: there, or not stored
+                if rec.firing_id not in e.firings:
+                    continue
+            elif name is None or name not in e.batches:
+                continue
+            else:
+                self._chunks.setdefault(name, set())  # the retry's writes keep naming it
             for ref in rec.refs.values():
                 if ref.blob:
                     ref.event = None  # read back from its blob when the firing runs
@@ -965,7 +1043,8 @@ class SensorRuntime:
                 if len(self._to_check) < 64:
                     self._to_check.update(foreign)
                 continue
-            if all(q <= floor for seqs in e.applied.values() for q in seqs) and not any(map(self._open, e.batches)):
+            if all(q <= floor for seqs in e.applied.values() for q in seqs) and not any(map(self._open, e.batches)) \
+                    and not e.firings:
                 out.append((slot, e))
             else:
                 waiting += 1
@@ -1043,16 +1122,27 @@ class SensorRuntime:
     def _entry_changed(self, slot: tuple[str, str], e: st.Entry) -> bool:
         old = self._entries.get(slot)
         return old is None or old.refs != e.refs or old.applied != e.applied or old.revision == 0 \
-            or old.counted != e.counted or old.batches != e.batches
+            or old.counted != e.counted or old.batches != e.batches or old.firings.keys() != e.firings.keys()
 
     async def _journal_create(self, new_journal: dict[str, st.JournalRecord],
                               work: dict[tuple[str, str], st.Entry]) -> set[str]:
         """Journal a batch's firings in chunks of at most CHUNK_BYTES, each created once
         (revision 0, a name never used before), and name each chunk in the entries of its
-        firings' triggers (2). Returns the chunks' names."""
+        firings' triggers (2). Returns the chunks' names. A batch whose firings all belong to
+        one entry goes into that entry instead, when it fits (state.py): no chunk at all."""
+        recs = list(new_journal.values())
+        slot = (recs[0].trigger, recs[0].corr)
+        if all((r.trigger, r.corr) == slot for r in recs):
+            home = work[slot]
+            datas = [r.encode() for r in recs]
+            if sum(map(len, datas)) + sum(map(len, home.firings.values())) <= st.ENTRY_JOURNAL_MAX:
+                for rec, data in zip(recs, datas, strict=True):
+                    rec.data, rec.home = data, slot
+                    home.firings[rec.firing_id] = data
+                return set()
         chunks: list[tuple[str, list[bytes]]] = []
         size = 0
-        for rec in new_journal.values():
+        for rec in recs:
             data = rec.data = rec.encode()  # kept: a chunk rewritten without finished firings reuses it
             if not chunks or size + len(data) > st.CHUNK_BYTES:
                 self._chunk_n += 1
@@ -1187,6 +1277,11 @@ class SensorRuntime:
         self._finished[rec.firing_id] = None
         while len(self._finished) > RECENT_FINISHED:
             self._finished.popitem(last=False)
+        if rec.home is not None:  # in its entry: it leaves with the entry's next write (_apply)
+            self._done_home.setdefault(rec.home, set()).add(rec.firing_id)
+            self._done_since.setdefault(rec.home, time.monotonic())
+            self._arm_home()
+            return
         self._clearing.append(rec)
         self._clear_wake.set()
         if self._clearer is None or self._clearer.done():

@@ -6,7 +6,9 @@ replaced by ``=`` and a hash)::
     meta                    who owns the bucket: sensor, stream, consumers, definition hash
     s.<trigger>.<corr>      saved events of one stateful trigger and one correlation key:
                             {"trigger", "corr", "deps": {dep: ref}, "applied": {dep: [stream seqs]},
-                            "clock", "counted": {dep: [[event id, time], ...]} (thresholds only)}.
+                            "clock", "counted": {dep: [[event id, time], ...]} (thresholds only),
+                            "batches": [chunk names], "firings": [firing, ...] (the entry's own
+                            journal: firings as in a chunk, see below)}.
                             ``<corr>`` is ``_`` for a trigger without correlation keys; for a key
                             value it is ``k<value>`` when the value is key-safe, else ``=`` and
                             32 hex of its sha256 (the value itself is in ``corr``).
@@ -40,6 +42,14 @@ loser reloads and finds them applied). So a finished firing leaves nothing behin
 redelivered message that caused it is recognised by ``applied``, and a copy older than what
 ``applied`` keeps is found acked on the server (the runtime asks the ack floors for every
 redelivered copy).
+
+Why a batch's firings may live in their entry: most batches fire one trigger (and one key),
+whose entry is written anyway, to record what it applied. Its firings then go into that
+write (``firings``): one write, atomic with what caused them, nothing to name. A finished
+firing leaves the entry at the entry's next write (the next batch that touches it, or a pass
+of the processing loop a moment later: the loop is the only writer, so no compare-and-set
+races it). A batch whose firings belong to several entries, or would make the entry larger
+than ENTRY_JOURNAL_MAX, goes to chunks.
 
 Why chunks, and why the entries name them: one write journals a whole batch's firings (the
 per-firing create and delete marker were a third of a busy sensor's cost). A chunk is
@@ -95,6 +105,10 @@ TOMBSTONE_AGE = 3600.0
 """Seconds a delete marker of the per-firing journal (before chunks) is kept after an upgrade."""
 CHUNK_BYTES = 256 * 1024
 """A journal chunk takes firings until it is this large (NATS's max payload is 1 MB)."""
+ENTRY_JOURNAL_MAX = 64 * 1024
+"""Bytes of firings an entry may hold itself; a batch that would pass it goes to a chunk. Every
+write of the entry carries its unfinished firings: about two batches of small firings fit,
+and slow actions do not make each write of a busy trigger large."""
 ORPHAN_AGE = 60.0
 """Seconds after which a chunk no entry names is erased at start: a younger one may be a
 replica's, between its create and the entries' write that names it."""
@@ -160,13 +174,25 @@ def journal_docs(key: str, doc: Any) -> list[dict[str, Any]]:
 
 
 async def journal_firings(store: StateStore) -> tuple[list[dict[str, Any]], list[str]]:
-    """The firings in the journal as stored, those a restart would run: of a chunk, only the
-    ones whose own entry names it (a crash before the entries' write leaves the others), with
-    the keys that could not be read. For status pages: one scan of ``j.*`` and one read per
-    trigger entry the chunks refer to."""
+    """The firings in the journal as stored, those a restart would run: the entries' own, and of
+    a chunk only those whose own entry names it (a crash before the entries' write leaves the
+    others), with the keys that could not be read. For status pages: one scan of ``s.*`` and one
+    of ``j.*``."""
     firings: list[dict[str, Any]] = []
     unreadable: list[str] = []
     names: dict[tuple[str, str], set[str]] = {}
+    async for e in store.scan("s.>"):
+        if e.deleted:
+            continue
+        try:
+            doc = loads_strict(e.value)
+        except ValueError:
+            continue  # an entry, not the journal: the status page reports it where it reads it
+        if not isinstance(doc, dict):
+            continue
+        slot = (str(doc.get("trigger")), str(doc.get("corr") or NO_CORRELATION))
+        names[slot] = {str(b) for b in doc.get("batches") or []}
+        firings += [f for f in doc.get("firings") or [] if isinstance(f, dict)]
     async for e in store.scan("j.>"):
         if e.deleted:
             continue
@@ -179,13 +205,7 @@ async def journal_firings(store: StateStore) -> tuple[list[dict[str, Any]], list
         for f in journal_docs(e.key, doc):
             if name is not None:
                 slot = (str(f.get("trigger")), str(f.get("corr") or NO_CORRELATION))
-                if slot not in names:
-                    try:
-                        entry, _ = await store.get(entry_key(*slot))
-                    except ValueError:
-                        entry = None
-                    names[slot] = set(entry.get("batches") or []) if isinstance(entry, dict) else set()
-                if name not in names[slot]:
+                if name not in names.get(slot, ()):
                     continue
             firings.append(f)
     return firings, unreadable
@@ -202,6 +222,23 @@ def parse_chunk(doc: dict[str, Any], name: str) -> list[JournalRecord]:
     for r in doc.get("firings") or []:
         rec = JournalRecord.parse(r)
         rec.batch = name
+        out.append(rec)
+    return out
+
+
+def entry_records(entry: Entry) -> list[JournalRecord]:
+    """The firings an entry holds itself, as records (``home`` set; ``data`` the stored bytes).
+    One that cannot be read is logged and dropped (from the entry too, at its next write)."""
+    out = []
+    for fid, data in list(entry.firings.items()):
+        try:
+            rec = JournalRecord.parse(loads_strict(data))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            log.error("trigger %s: journal firing %s in its entry cannot be read (%s); dropped", entry.trigger,
+                      fid, err)
+            del entry.firings[fid]
+            continue
+        rec.home, rec.data = (entry.trigger, entry.corr), data
         out.append(rec)
     return out
 
@@ -275,6 +312,8 @@ class Entry:
     """Threshold dependencies: [event id, time] of every event counted (the latest is in ``refs``)."""
     batches: list[str] = field(default_factory=list)
     """Journal chunks holding firings this entry's writes committed (``chunk_key``)."""
+    firings: dict[str, bytes] = field(default_factory=dict)
+    """The entry's own journal: firing id -> the firing as stored (``JournalRecord.encode``)."""
 
     def dump(self, fragments: bool = False) -> dict[str, Any]:
         out = {"trigger": self.trigger, "corr": self.corr,
@@ -284,6 +323,8 @@ class Entry:
             out["counted"] = self.counted
         if self.batches:
             out["batches"] = self.batches
+        if self.firings:
+            out["firings"] = [orjson.Fragment(b) if fragments else loads_strict(b) for b in self.firings.values()]
         return out
 
     def encode(self) -> bytes:
@@ -297,12 +338,15 @@ class Entry:
                    {d: Ref.parse(r) for d, r in (doc.get("deps") or {}).items()},
                    {d: list(v) for d, v in (doc.get("applied") or {}).items()}, revision, doc.get("clock"),
                    {d: [list(x) for x in v] for d, v in (doc.get("counted") or {}).items()},
-                   [str(b) for b in doc.get("batches") or []])
+                   [str(b) for b in doc.get("batches") or []],
+                   {str(f["id"]): dumps_compact(f) for f in doc.get("firings") or []
+                    if isinstance(f, dict) and "id" in f})
 
     def copy(self) -> Entry:
         """A working copy: a batch edits copies, so a failed batch leaves the committed entry as it was."""
         return Entry(self.trigger, self.corr, dict(self.refs), {d: list(v) for d, v in self.applied.items()},
-                     self.revision, self.clock, {d: list(v) for d, v in self.counted.items()}, list(self.batches))
+                     self.revision, self.clock, {d: list(v) for d, v in self.counted.items()}, list(self.batches),
+                     dict(self.firings))
 
     def counted_times(self) -> dict[str, list[tuple[str, datetime]]]:
         return {d: [(i, datetime.fromisoformat(t.replace("Z", "+00:00"))) for i, t in v]
@@ -367,7 +411,9 @@ class JournalRecord:
     by: str | None = None
     """The sensor process that journaled it, in the per-firing journal before chunks."""
     batch: str | None = field(default=None, compare=False)
-    """The name of the chunk it is stored in (None: a per-firing journal key)."""
+    """The name of the chunk it is stored in (None: in its entry, or a per-firing journal key)."""
+    home: tuple[str, str] | None = field(default=None, compare=False)
+    """(trigger, correlation key) of the entry it is stored in, when it is in one."""
     data: bytes | None = field(default=None, compare=False, repr=False)
     """Its stored bytes, once journaled."""
 
