@@ -3,9 +3,10 @@ to one trigger entry journals them in that entry's write (``firings``); a finish
 leaves with the entry's next write (next batch, a pass HOME_CLEAR_AFTER later, or close()).
 
 Each test is one attack on a real server (faults injected by wrapping the store's methods,
-as test_entry_journal / test_chunk_probe do). Tests marked ``xfail(strict=True)`` show a bug
-(their reason says which); the others are regression tests of paths the existing tests do
-not take.
+as test_entry_journal / test_chunk_probe do). Four found bugs, fixed since: committed
+firings never run after a "state too large" fallback (``SensorRuntime._process``), a firing
+of another trigger or an unreadable one kept in an entry for good (``state.entry_records``,
+``Entry.dirty``), and a ``firings`` field that is not a list stopping the sensor's start.
 """
 
 from __future__ import annotations
@@ -250,17 +251,8 @@ def fire_and_save(name: str):
                          {"template": {"name": "t2", "conditions": "a && b", "log": {}}}], ["a", "b"])
 
 
-TOO_LARGE_BUG = ("BUG: SensorRuntime._process, StateTooLarge branch: the failed attempt's entry write of s.t1._ "
-                 "(holding, or naming the chunk of, its firings) was stored, but the fallback never spawns those "
-                 "committed firings (the attempt's records are not passed on to _stored_earlier); the "
-                 "one-at-a-time pass sees the messages applied and stages nothing (a batch of one is set aside as "
-                 "poison). The firings do not run in this process: in the entry journal they stay in s.t1._ until "
-                 "a restart; in a chunk the entry's next write drops the chunk's name and they are lost for good")
-
-
 @pytest.mark.parametrize("journal_in", ["entry", "chunk"])
 @pytest.mark.parametrize("n", [2, 1], ids=["batch-of-2", "batch-of-1"])
-@pytest.mark.xfail(strict=True, reason=TOO_LARGE_BUG)
 async def test_state_too_large_on_one_entry_after_another_holding_firings_was_stored(
         bus, monkeypatch, scaled, journal_in, n):
     """A batch of ``a`` events: t1's entry ``s.t1._`` (holding the firings, or naming their chunk)
@@ -472,10 +464,6 @@ async def test_an_airflow_deferred_trigger_cancelled_after_its_event_empties_the
 # --------------------------------------------------------------------------- hostile entry contents
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a firing in an entry whose trigger is not in the spec is logged "
-                   "'dropped' by _recover (which erases j.<id> and its blobs) but stays in the entry for good: every "
-                   "write of the entry copies it (entry() keeps firings not in _done_home), count_journal/status "
-                   "show it forever and each start logs it again")
 async def test_a_firing_of_an_unknown_trigger_in_an_entry_leaves_it(bus, caplog):
     runs = Runs()
     name = unique_name("alien")
@@ -498,10 +486,6 @@ async def test_a_firing_of_an_unknown_trigger_in_an_entry_leaves_it(bus, caplog)
     assert left == [] and counted == 0, f"entry still holds {left}; count_journal {counted}"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: state.entry_records drops an unreadable firing from the entry in "
-                   "memory only ('from the entry too, at its next write'), but nothing makes that write: "
-                   "_entry_changed compares with the same mutated entry. An idle trigger's entry keeps it and "
-                   "count_journal/status report a pending firing that never runs")
 async def test_an_unreadable_firing_alone_in_an_entry_leaves_it(bus):
     runs = Runs()
     a = rt_for(bus, one_dep(unique_name("bad1")), runs)
@@ -516,9 +500,6 @@ async def test_an_unreadable_firing_alone_in_an_entry_leaves_it(bus):
 
 
 @pytest.mark.parametrize("firings", [5, True, 1.5], ids=["int", "bool", "float"])
-@pytest.mark.xfail(strict=True, reason="BUG (hostile input): Entry.parse iterates doc['firings'] without checking "
-                   "it is a list; a scalar raises TypeError out of _load and start() fails: one corrupted entry "
-                   "stops the whole sensor (journal_firings, i.e. sensor status / state list, fails the same way)")
 async def test_an_entry_whose_firings_field_is_not_a_list_does_not_stop_the_sensor(bus, firings):
     runs = Runs()
     a = rt_for(bus, one_dep(unique_name("notlist")), runs)

@@ -75,3 +75,33 @@ def test_values_orjson_refuses_take_the_general_path():
     rec = st.JournalRecord("f3", "t", st.NO_CORRELATION, {}, "now", counted={"a": [Decimal("1.5")]})
     assert rec.encode() == dumps_compact(rec.dump()) == dumps_compact(rec.dump())
     assert loads_strict(rec.encode())["counted"] == {"a": ["1.5"]}
+
+
+@settings(max_examples=100, deadline=None)
+@given(a=_json, b=_json)
+def test_an_entry_holding_firings_encodes_to_the_plain_bytes_and_reads_back_as_records(a, b):
+    """The entry journal (``firings``): each firing spliced in as journaled, read back to the
+    same records, with ``home`` naming the entry."""
+    recs = []
+    for fid, data in (("f1", a), ("f2", b)):
+        ref, _ = st.new_ref(_event(data, f"id-{fid}"), 3, "owner")
+        recs.append(st.JournalRecord(fid, "t", "k1", {"a": ref}, "2026-12-03T12:00:00Z", key="k1"))
+    entry = st.Entry("t", "k1", applied={"a": [3]}, firings={r.firing_id: r.encode() for r in recs})
+    raw = _both(entry)
+    back = st.Entry.parse(loads_strict(raw), 2)
+    assert back.firings == entry.firings
+    got = st.entry_records(back)
+    assert [(r.firing_id, r.refs, r.home) for r in got] == [(r.firing_id, r.refs, ("t", "k1")) for r in recs]
+    assert not back.dirty
+
+
+def test_an_entry_drops_firings_it_cannot_read_or_that_are_not_its_own():
+    good = st.JournalRecord("f1", "t", "_", {}, "now").encode()
+    alien = st.JournalRecord("f2", "other", "_", {}, "now").encode()
+    for fields, kept in ((["x", 1, None], []), (5, []), ("abc", []), ([{"id": "f9", "events": {}}], []),
+                         ([loads_strict(good), loads_strict(alien)], ["f1"])):
+        entry = st.Entry.parse({"trigger": "t", "firings": fields, "batches": 7}, 1)
+        assert [r.firing_id for r in st.entry_records(entry)] == kept, fields
+        assert list(entry.firings) == kept and entry.batches == []
+        assert entry.dirty == (len(kept) < sum(isinstance(f, dict) and "id" in f for f in
+                                                (fields if isinstance(fields, list) else []))), fields

@@ -282,6 +282,9 @@ class SensorRuntime:
             for rec in st.entry_records(entry):  # (3) its own journal: committed with the entry
                 if rec.firing_id not in self._journal:
                     await self._recover(rec, known)
+            if entry.dirty:  # a firing dropped from it: the first pass writes it without
+                self._done_home.setdefault((trigger, entry.corr), set())
+                self._done_since[(trigger, entry.corr)] = 0.0
             if entry.clock and (clock is None or entry.clock > clock):
                 clock = entry.clock
         self.engine.clock = datetime.fromisoformat(clock.replace("Z", "+00:00")) if clock else None
@@ -403,6 +406,8 @@ class SensorRuntime:
             await self.start()
         queue: asyncio.Queue[list[Delivery]] = asyncio.Queue(maxsize=4)
         self._queue = queue
+        if self._done_since:  # entries to write out (found so at start, or left by an earlier run)
+            queue.put_nowait([])
         gate = self._gate
         assert gate is not None
 
@@ -591,14 +596,18 @@ class SensorRuntime:
         async with self._pass_lock:
             await self._process(batch, stop)
 
-    async def _process(self, batch: list[Delivery], stop: asyncio.Event) -> None:
+    async def _process(self, batch: list[Delivery], stop: asyncio.Event,
+                       earlier: list[st.JournalRecord] | None = None) -> None:
+        """Process and store one batch, retrying until it is stored; then start its firings,
+        ack it and set its poison aside. ``earlier``: journal records of failed attempts at
+        these messages (the one-at-a-time fallback below)."""
         pause = 0.1
         if batch:
             self._high_seq = max(self._high_seq, max(d.stream_seq for d in batch))
         # Journal records staged by failed attempts at this batch: a write whose reply was lost
         # may have been stored, and the next attempt, seeing its messages applied, stages nothing.
-        attempted: list[st.JournalRecord] = []
-        retry = False
+        attempted: list[st.JournalRecord] = list(earlier or [])
+        retry = bool(attempted)
         while True:
             try:
                 spawn, poison, observed = await self._apply(batch, attempted if retry else None, attempted)
@@ -606,11 +615,13 @@ class SensorRuntime:
             except StateTooLarge as err:  # a bug if it happens: every value is bounded below max payload
                 log.error("sensor %s: state entry too large (%s); processing messages one at a time", self.name, err)
                 await self._recover_touched()
-                if len(batch) == 1:
-                    spawn, poison, observed = [], {id(batch[0]): f"state too large: {err}"}, []
+                if len(batch) == 1:  # a write of the failed attempt may have been stored: its firings run
+                    spawn, poison, observed = self._adopt(self._stored_earlier(attempted)), \
+                        {id(batch[0]): f"state too large: {err}"}, []
+                    self.stats["poison"] += 1
                     break
-                for d in batch:
-                    await self._process([d], stop)
+                for i, d in enumerate(batch):  # the first pass takes up what the failed attempt stored
+                    await self._process([d], stop, attempted if i == 0 else None)
                 return
             except StateConflict:  # (5)
                 self.stats["conflicts"] += 1
@@ -919,13 +930,7 @@ class SensorRuntime:
             if rec.batch is not None:
                 self._chunks.setdefault(rec.batch, set()).add(fid)
             spawn.append(fid)
-        for fid, rec in stored_earlier.items():  # see _stored_earlier
-            if fid not in new_journal and not self._known(fid):
-                self._journal[fid] = rec
-                if rec.batch is not None:
-                    self._chunks.setdefault(rec.batch, set()).add(fid)
-                self.stats["firings"] += 1
-                spawn.append(fid)
+        spawn += self._adopt({f: r for f, r in stored_earlier.items() if f not in new_journal})
         if earlier:
             self._settle_earlier(earlier)
         for k, v in counts.items():
@@ -1014,6 +1019,19 @@ class SensorRuntime:
                 if ref.blob:
                     ref.event = None  # read back from its blob when the firing runs
             out[rec.firing_id] = rec
+        return out
+
+    def _adopt(self, stored: dict[str, st.JournalRecord]) -> list[str]:
+        """Take up firings a failed attempt stored (``_stored_earlier``): returns those to start."""
+        out = []
+        for fid, rec in stored.items():
+            if self._known(fid):
+                continue
+            self._journal[fid] = rec
+            if rec.batch is not None:
+                self._chunks.setdefault(rec.batch, set()).add(fid)
+            self.stats["firings"] += 1
+            out.append(fid)
         return out
 
     def _settle_earlier(self, earlier: list[st.JournalRecord]) -> None:
@@ -1122,7 +1140,8 @@ class SensorRuntime:
     def _entry_changed(self, slot: tuple[str, str], e: st.Entry) -> bool:
         old = self._entries.get(slot)
         return old is None or old.refs != e.refs or old.applied != e.applied or old.revision == 0 \
-            or old.counted != e.counted or old.batches != e.batches or old.firings.keys() != e.firings.keys()
+            or old.counted != e.counted or old.batches != e.batches or old.firings.keys() != e.firings.keys() \
+            or old.dirty
 
     async def _journal_create(self, new_journal: dict[str, st.JournalRecord],
                               work: dict[tuple[str, str], st.Entry]) -> set[str]:

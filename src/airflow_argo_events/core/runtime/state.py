@@ -191,8 +191,8 @@ async def journal_firings(store: StateStore) -> tuple[list[dict[str, Any]], list
         if not isinstance(doc, dict):
             continue
         slot = (str(doc.get("trigger")), str(doc.get("corr") or NO_CORRELATION))
-        names[slot] = {str(b) for b in doc.get("batches") or []}
-        firings += [f for f in doc.get("firings") or [] if isinstance(f, dict)]
+        names[slot] = {str(b) for b in _list(doc.get("batches"))}
+        firings += [f for f in _list(doc.get("firings")) if isinstance(f, dict)]
     async for e in store.scan("j.>"):
         if e.deleted:
             continue
@@ -226,17 +226,26 @@ def parse_chunk(doc: dict[str, Any], name: str) -> list[JournalRecord]:
     return out
 
 
+def _list(value: Any) -> list[Any]:
+    """A stored list field, or nothing when it is not a list (an entry edited by hand)."""
+    return value if isinstance(value, list) else []
+
+
 def entry_records(entry: Entry) -> list[JournalRecord]:
     """The firings an entry holds itself, as records (``home`` set; ``data`` the stored bytes).
-    One that cannot be read is logged and dropped (from the entry too, at its next write)."""
+    One that cannot be read, or that is not this entry's trigger and key, is logged and
+    dropped, from the entry too (``dirty``: it is written without it)."""
     out = []
     for fid, data in list(entry.firings.items()):
         try:
             rec = JournalRecord.parse(loads_strict(data))
+            if (rec.trigger, rec.corr) != (entry.trigger, entry.corr):
+                raise ValueError(f"it belongs to trigger {rec.trigger!r}, key {rec.corr!r}")
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             log.error("trigger %s: journal firing %s in its entry cannot be read (%s); dropped", entry.trigger,
                       fid, err)
             del entry.firings[fid]
+            entry.dirty = True
             continue
         rec.home, rec.data = (entry.trigger, entry.corr), data
         out.append(rec)
@@ -314,6 +323,8 @@ class Entry:
     """Journal chunks holding firings this entry's writes committed (``chunk_key``)."""
     firings: dict[str, bytes] = field(default_factory=dict)
     """The entry's own journal: firing id -> the firing as stored (``JournalRecord.encode``)."""
+    dirty: bool = field(default=False, compare=False)
+    """Changed since it was read (a firing dropped at start): to be written even with nothing new."""
 
     def dump(self, fragments: bool = False) -> dict[str, Any]:
         out = {"trigger": self.trigger, "corr": self.corr,
@@ -338,8 +349,8 @@ class Entry:
                    {d: Ref.parse(r) for d, r in (doc.get("deps") or {}).items()},
                    {d: list(v) for d, v in (doc.get("applied") or {}).items()}, revision, doc.get("clock"),
                    {d: [list(x) for x in v] for d, v in (doc.get("counted") or {}).items()},
-                   [str(b) for b in doc.get("batches") or []],
-                   {str(f["id"]): dumps_compact(f) for f in doc.get("firings") or []
+                   [str(b) for b in _list(doc.get("batches"))],
+                   {str(f["id"]): dumps_compact(f) for f in _list(doc.get("firings"))
                     if isinstance(f, dict) and "id" in f})
 
     def copy(self) -> Entry:
