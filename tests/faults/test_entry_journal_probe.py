@@ -296,8 +296,8 @@ async def test_state_too_large_on_one_entry_after_another_holding_firings_was_st
 
 
 async def test_a_correlated_keys_entry_goes_once_its_firing_left_and_nothing_runs_again(bus, monkeypatch, scaled):
-    """Keys fire into their own entries; once their firings finished and the floors passed, the
-    keys' entries are removed (not kept because of a firing that left), and a restart runs none."""
+    """Keys fire (into chunks: correlation keys hold no firings); once their firings finished and
+    the floors passed, the keys' entries are removed, and a restart runs none."""
     monkeypatch.setattr(srm, "DRAIN_IDLE", 0.1)
     done = Done()
     s = orders(unique_name("ckgone"))
@@ -321,8 +321,9 @@ async def test_a_correlated_keys_entry_goes_once_its_firing_left_and_nothing_run
 
 
 async def test_a_key_firing_again_while_its_previous_firing_runs_keeps_both(bus, monkeypatch, scaled):
-    """Key 1 fires (F1 hangs), then fires again (F2, new events for the same key): F2 goes into
-    the same entry beside F1. Killed: the restart runs both, once each; then the entry goes."""
+    """Key 1 fires (F1 hangs), then fires again (F2, new events for the same key): key 1's entry
+    names both chunks, and holds no firing itself. Killed: the restart runs both, once each;
+    then the entry goes."""
     monkeypatch.setattr(srm, "DRAIN_IDLE", 0.1)
     hold = asyncio.Event()
     started: Counter[str] = Counter()
@@ -340,7 +341,12 @@ async def test_a_key_firing_again_while_its_previous_firing_runs_keeps_both(bus,
         await bus.publish(cev("order", {"id": 1}, "o1b"))
         await bus.publish(cev("pay", {"orderId": "1"}, "p1b"))
         await until(lambda: len(started) == 2, what="F2")
-        await until(lambda: holds(a, 2, "s.ship.k1"), what="both in key 1's entry")
+
+        async def both_named() -> bool:
+            doc, _ = await a.store.get("s.ship.k1")
+            return doc is not None and len(doc.get("batches") or []) == 2 and not doc.get("firings")
+
+        await until(both_named, what="key 1's entry naming both chunks")
     rerun = Done()
     c = rt_for(bus, s, rerun)
     async with running_sensor(c):

@@ -1148,10 +1148,11 @@ class SensorRuntime:
         """Journal a batch's firings in chunks of at most CHUNK_BYTES, each created once
         (revision 0, a name never used before), and name each chunk in the entries of its
         firings' triggers (2). Returns the chunks' names. A batch whose firings all belong to
-        one entry goes into that entry instead, when it fits (state.py): no chunk at all."""
+        one entry of a trigger without correlation keys goes into that entry instead, when it
+        fits (state.py): no chunk at all."""
         recs = list(new_journal.values())
         slot = (recs[0].trigger, recs[0].corr)
-        if all((r.trigger, r.corr) == slot for r in recs):
+        if slot[1] == st.NO_CORRELATION and all((r.trigger, r.corr) == slot for r in recs):
             home = work[slot]
             datas = [r.encode() for r in recs]
             if sum(map(len, datas)) + sum(map(len, home.firings.values())) <= st.ENTRY_JOURNAL_MAX:

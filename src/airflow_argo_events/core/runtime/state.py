@@ -43,13 +43,14 @@ redelivered message that caused it is recognised by ``applied``, and a copy olde
 ``applied`` keeps is found acked on the server (the runtime asks the ack floors for every
 redelivered copy).
 
-Why a batch's firings may live in their entry: most batches fire one trigger (and one key),
-whose entry is written anyway, to record what it applied. Its firings then go into that
+Why a batch's firings may live in their entry: most batches fire one trigger, whose entry is
+written anyway, to record what it applied. Its firings then go into that
 write (``firings``): one write, atomic with what caused them, nothing to name. A finished
 firing leaves the entry at the entry's next write (the next batch that touches it, or a pass
 of the processing loop a moment later: the loop is the only writer, so no compare-and-set
 races it). A batch whose firings belong to several entries, or would make the entry larger
-than ENTRY_JOURNAL_MAX, goes to chunks.
+than ENTRY_JOURNAL_MAX, goes to chunks, and so do the firings of correlation keys: a status
+page reads the entries of triggers without keys to find firings, never every key's.
 
 Why chunks, and why the entries name them: one write journals a whole batch's firings (the
 per-firing create and delete marker were a third of a busy sensor's cost). A chunk is
@@ -174,41 +175,45 @@ def journal_docs(key: str, doc: Any) -> list[dict[str, Any]]:
 
 
 async def journal_firings(store: StateStore) -> tuple[list[dict[str, Any]], list[str]]:
-    """The firings in the journal as stored, those a restart would run: the entries' own, and of
-    a chunk only those whose own entry names it (a crash before the entries' write leaves the
-    others), with the keys that could not be read. For status pages: one scan of ``s.*`` and one
-    of ``j.*``."""
+    """The firings in the journal as stored, those a restart would run: those in the entries
+    of triggers without correlation keys (the only entries that hold firings), and of a chunk
+    only those whose own entry names it (a crash before the entries' write leaves the others),
+    with the keys that could not be read. For status pages: a scan of ``s.*._`` (one entry per
+    trigger, never the 100,000 of a correlated one), one of ``j.*``, and one read per other
+    entry the chunks refer to."""
     firings: list[dict[str, Any]] = []
     unreadable: list[str] = []
     names: dict[tuple[str, str], set[str]] = {}
-    async for e in store.scan("s.>"):
-        if e.deleted:
-            continue
-        try:
-            doc = loads_strict(e.value)
-        except ValueError:
-            continue  # an entry, not the journal: the status page reports it where it reads it
-        if not isinstance(doc, dict):
-            continue
-        slot = (str(doc.get("trigger")), str(doc.get("corr") or NO_CORRELATION))
-        names[slot] = {str(b) for b in _list(doc.get("batches"))}
-        firings += [f for f in _list(doc.get("firings")) if isinstance(f, dict)]
+    async for e in store.scan(f"s.*.{NO_CORRELATION}"):
+        doc = None if e.deleted else _readable(e.value)
+        if isinstance(doc, dict):
+            names[(str(doc.get("trigger")), NO_CORRELATION)] = {str(b) for b in _list(doc.get("batches"))}
+            firings += [f for f in _list(doc.get("firings")) if isinstance(f, dict)]
     async for e in store.scan("j.>"):
         if e.deleted:
             continue
-        try:
-            doc = loads_strict(e.value)
-        except ValueError:
+        doc = _readable(e.value)
+        if doc is None:
             unreadable.append(e.key)
             continue
         name = chunk_name(e.key)
         for f in journal_docs(e.key, doc):
             if name is not None:
                 slot = (str(f.get("trigger")), str(f.get("corr") or NO_CORRELATION))
-                if name not in names.get(slot, ()):
+                if slot not in names:
+                    entry, _ = await store.get(entry_key(*slot)) if slot[1] != NO_CORRELATION else (None, 0)
+                    names[slot] = {str(b) for b in _list(entry.get("batches"))} if isinstance(entry, dict) else set()
+                if name not in names[slot]:
                     continue
             firings.append(f)
     return firings, unreadable
+
+
+def _readable(value: bytes) -> Any:
+    try:
+        return loads_strict(value)
+    except ValueError:
+        return None
 
 
 async def count_journal(store: StateStore) -> int:
