@@ -26,10 +26,16 @@ WEBHOOK_TOKEN = "e2e-token-2b7f0c19-never-logged"
 """The Airflow Variable ``e2e_webhook`` = ``{"token": ...}``: the webhook watcher's authSecret."""
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Tests that start an Airflow of their own (the demo) run before the shared one starts, so two
     never run at once; and every test of the shared Airflow goes to one xdist worker (with
-    ``--dist loadgroup``), which starts it once."""
+    ``--dist loadgroup``), which starts it once.
+
+    First among the hooks: xdist's turns the ``xdist_group`` mark into the node id's group in
+    its own ``pytest_collection_modifyitems``. Without ``tryfirst``, when this file is an
+    initial conftest (``pytest -n 2 tests/e2e``), xdist's ran before it, saw no mark, and each
+    worker started an Airflow of its own."""
     for item in items:
         if "airflow" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("airflow-e2e"))
