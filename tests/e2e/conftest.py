@@ -2,7 +2,9 @@
 
 Besides the shared NATS (the ``nats_default`` connection), Airflow gets a ``nats_private``
 connection to a nats-server of this session's own, which the fault tests stall (SIGSTOP)
-and kill: the shared server on 4222 is never touched.
+and kill: the shared server on 4222 is never touched. A ``nats_lossy`` connection reaches
+that same server through a proxy in this process (tests/nats_proxy.py) that loses the
+replies of KV writes once a test arms it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,10 +21,13 @@ from airflow_argo_events.cli.local_airflow import AirflowInstance, fresh_postgre
 from airflow_argo_events.core.bus import EventBus, NatsSettings, StreamSettings
 from airflow_argo_events.core.bus.embedded import EmbeddedNats, free_port
 from airflow_argo_events.testing.plugin import unique_name
+from tests.nats_proxy import NatsProxy, running_proxy
 
 DAGS = Path(__file__).parent / "dags"
-WATCHERS = 6
-"""AssetWatchers in dags/: pair, burst, plain, api_down, stall, webhook."""
+WATCHERS = 7
+"""AssetWatchers in dags/: pair, burst, plain, api_down, stall, lossy, webhook."""
+LOST_REPLY_RATE = 0.2
+"""The share of KV write replies (puts, deletes) the ``nats_lossy`` proxy loses while armed."""
 WEBHOOK_TOKEN = "e2e-token-2b7f0c19-never-logged"
 """The Airflow Variable ``e2e_webhook`` = ``{"token": ...}``: the webhook watcher's authSecret."""
 
@@ -56,11 +62,23 @@ def private_nats_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def airflow(tmp_path_factory, nats_url, stream_name, private_nats_server):
+def lost_reply_proxy(private_nats_server) -> Iterator[NatsProxy]:
+    """The ``nats_lossy`` connection's proxy to the private server, for the whole session, in a
+    thread of this process; it loses nothing until a test sets ``armed`` (and resets it).
+
+    The seed alone decides which KV write replies are lost once armed, by their order: with
+    this one, the 4th, 11th, 12th, 16th, 17th, ... (about one in five)."""
+    with running_proxy(private_nats_server.url, rates={"kv": LOST_REPLY_RATE}, seed=20240611) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="session")
+def airflow(tmp_path_factory, nats_url, stream_name, private_nats_server, lost_reply_proxy):
     pg = fresh_postgres_database()
     inst = AirflowInstance(tmp_path_factory.mktemp("airflow-home"), DAGS, nats_url, stream_name,
                            postgres=pg[0] if pg else None)
     inst.env["AIRFLOW_CONN_NATS_PRIVATE"] = f"{private_nats_server.url}?stream={stream_name}"
+    inst.env["AIRFLOW_CONN_NATS_LOSSY"] = f"{lost_reply_proxy.url}?stream={stream_name}"
     inst.env["E2E_WEBHOOK_PORT"] = str(free_port())
     inst.variables["e2e_webhook"] = json.dumps({"token": WEBHOOK_TOKEN})  # in the metadata DB, not the env
     print(f"\nAirflow metadata DB: {'PostgreSQL' if pg else 'SQLite'}")

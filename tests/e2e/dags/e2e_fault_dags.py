@@ -1,4 +1,5 @@
-"""DAGs of the e2e fault tests (test_airflow_faults.py): one DAG run per firing through API outages and NATS faults."""
+"""DAGs of the e2e fault tests (test_airflow_faults.py, test_airflow_lost_replies.py): one DAG run per
+firing through API outages, NATS faults and lost replies."""
 
 from __future__ import annotations
 
@@ -43,3 +44,11 @@ stall = Asset("argo-events://e2e/stall", watchers=[AssetWatcher(name="stall", tr
     dependencies=[{"name": "x", "eventSourceName": "e2e", "eventName": "stall"}]))])
 _watch(stall, "stall_watch")
 _target("stall_target")
+
+# c. Replies lost: the same private server through a proxy (the nats_lossy connection) that drops
+# the replies of KV writes the server executed (tests/nats_proxy.py).
+lossy = Asset("argo-events://e2e/lossy", watchers=[AssetWatcher(name="lossy", trigger=SensorTrigger(
+    name="lossy", dag_id="lossy_target", airflow_conn_id="airflow_api", nats_conn_id="nats_lossy",
+    dependencies=[{"name": "x", "eventSourceName": "e2e", "eventName": "lossy"}]))])
+_watch(lossy, "lossy_watch")
+_target("lossy_target")
