@@ -1151,19 +1151,20 @@ class SensorRuntime:
         one entry of a trigger without correlation keys goes into that entry instead, when it
         fits (state.py): no chunk at all."""
         recs = list(new_journal.values())
+        datas = [r.encode() for r in recs]
+        for rec, data in zip(recs, datas, strict=True):
+            rec.data = data  # kept: an entry or chunk rewritten without finished firings reuses it
         slot = (recs[0].trigger, recs[0].corr)
         if slot[1] == st.NO_CORRELATION and all((r.trigger, r.corr) == slot for r in recs):
             home = work[slot]
-            datas = [r.encode() for r in recs]
             if sum(map(len, datas)) + sum(map(len, home.firings.values())) <= st.ENTRY_JOURNAL_MAX:
                 for rec, data in zip(recs, datas, strict=True):
-                    rec.data, rec.home = data, slot
+                    rec.home = slot
                     home.firings[rec.firing_id] = data
                 return set()
         chunks: list[tuple[str, list[bytes]]] = []
         size = 0
-        for rec in recs:
-            data = rec.data = rec.encode()  # kept: a chunk rewritten without finished firings reuses it
+        for rec, data in zip(recs, datas, strict=True):
             if not chunks or size + len(data) > st.CHUNK_BYTES:
                 self._chunk_n += 1
                 chunks.append((f"{self.instance}.{self._chunk_n}", []))
