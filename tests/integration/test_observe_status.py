@@ -48,6 +48,7 @@ async def test_status_shows_conditions_last_events_and_firings(bus: EventBus):
         await bus.publish(ev("ship", id="s1"))
         await until(lambda: rt.stats["events"] == 3 and len(done) == 1)
         await until(lambda: rt.stats["actions_ok"] == 1)
+        await until(lambda: not rt._done_home)  # the firing's entry written without it (the sensor's last write)
         await rt._store_notes()
         consumers_before = await consumer_states(bus, bus.stream.name)
         keys_before = await (await bus.state(rt.bucket)).keys()

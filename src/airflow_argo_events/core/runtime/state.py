@@ -44,8 +44,8 @@ redelivered message that caused it is recognised by ``applied``, and a copy olde
 redelivered copy).
 
 Why a batch's firings may live in their entry: most batches fire one trigger, whose entry is
-written anyway, to record what it applied. Its firings then go into that
-write (``firings``): one write, atomic with what caused them, nothing to name. A finished
+written anyway, to record what it applied. Its firings then go into that write
+(``firings``): one write, atomic with what caused them, nothing to name. A finished
 firing leaves the entry at the entry's next write (the next batch that touches it, or a pass
 of the processing loop a moment later: the loop is the only writer, so no compare-and-set
 races it). A batch whose firings belong to several entries, or would make the entry larger
@@ -68,6 +68,7 @@ applied are unsettled, for the redelivery check, and is then removed without a m
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -201,7 +202,10 @@ async def journal_firings(store: StateStore) -> tuple[list[dict[str, Any]], list
             if name is not None:
                 slot = (str(f.get("trigger")), str(f.get("corr") or NO_CORRELATION))
                 if slot not in names:
-                    entry, _ = await store.get(entry_key(*slot)) if slot[1] != NO_CORRELATION else (None, 0)
+                    entry = None  # one without a key would have come with the scan above
+                    if slot[1] != NO_CORRELATION:
+                        with contextlib.suppress(ValueError):  # not JSON: names nothing
+                            entry, _ = await store.get(entry_key(*slot))
                     names[slot] = {str(b) for b in _list(entry.get("batches"))} if isinstance(entry, dict) else set()
                 if name not in names[slot]:
                     continue
