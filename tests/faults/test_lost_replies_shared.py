@@ -238,8 +238,9 @@ async def test_every_firing_is_yielded_once_when_shared_wait_pulls_and_state_cal
               f"missing {sorted(expected - set(fired))[:5]} journal {sorted(rt._journal)[:5]}")
     assert done, report
     # the faults really happened (fewer than test_lost_replies.py sees: the order gate's holds
-    # merge many messages into few batches, hence few state calls)
-    assert sum(faults.injected.values()) >= 5, report
+    # merge many messages into few batches, hence few state calls, and a batch firing one
+    # trigger journals in its entry's write: one call where a chunk took three)
+    assert sum(faults.injected.values()) >= 3, report
     # every planned fetch fault happened (none waits for messages that never came)
     assert sum(fetch_faults.injected.values()) == len(FETCH_FAULTS) and fetch_faults.lost_messages, report
     assert not expected - set(fired), f"lost {sorted(expected - set(fired))[:5]}; {report}"
