@@ -121,6 +121,12 @@ async def test_a_message_left_by_a_dead_process_keeps_its_place(private_nats):
         assert await steal(server.url, stream.name, durable_a, stream.subject("shop", "order")) == "a1"
         await bus.publish(ev("order", "a2"))
         await bus.publish(ev("pay", "b1"))
+
+        async def a1_pending() -> bool:  # the server counts the lost delivery before the sensor looks
+            info = await bus.js.consumer_info(stream.name, durable_a)
+            return info.num_ack_pending == 1 and info.num_waiting == 0
+
+        await until(a1_pending)
         rt = SensorRuntime(sensor, bus, got, ack_wait=ACK_WAIT, idle_poll=0.3)
         async with running_sensor(rt, quiet=True):
             await until(lambda: len(got.firings) >= 1)
