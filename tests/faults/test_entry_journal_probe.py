@@ -38,6 +38,17 @@ def good_record(fid: str, trigger: str = "t", i: int = 1) -> st.JournalRecord:
                             "2026-12-04T00:00:00Z")
 
 
+def intercept_writes(rt: SensorRuntime, write) -> None:
+    """``rt``'s ``store.put_many`` goes through ``write(real, items, *args, **kw)`` (a fault
+    injector that calls, or skips, the real one)."""
+    real = rt.store.put_many
+
+    async def put_many(items, *args, **kw):
+        return await write(real, items, *args, **kw)
+
+    rt.store.put_many = put_many
+
+
 def is_removal(rt: SensorRuntime, items, key: str = "s.t._") -> bool:
     """A write of ``key`` made while finished firings wait in it (a removal write)."""
     return bool(rt._done_home) and any(k == key for k, *_ in items)
@@ -74,10 +85,9 @@ async def test_the_removal_write_with_its_reply_lost_empties_the_entry_and_runs_
     name = unique_name("rmlost")
     a = rt_for(bus, one_dep(name), runs)
     await a.start()
-    real = a.store.put_many
     tripped: list[int] = []
 
-    async def put_many(items, *args, **kw):
+    async def put_many(real, items, *args, **kw):
         if not tripped and is_removal(a, items):
             tripped.append(len(items))
             if stored:
@@ -85,7 +95,7 @@ async def test_the_removal_write_with_its_reply_lost_empties_the_entry_and_runs_
             return [EventBusError("reply lost") for _ in items]
         return await real(items, *args, **kw)
 
-    a.store.put_many = put_many
+    intercept_writes(a, put_many)
     async with running_sensor(a, start=False):
         await bus.publish(ev("a", 0))
         await until(lambda: len(runs.count) == 1, what="the firing ran")
@@ -109,11 +119,10 @@ async def test_a_replica_writes_the_entry_exactly_while_the_removal_is_pending(b
     name = unique_name("rmrace")
     a = rt_for(bus, one_dep(name), runs)
     await a.start()
-    real = a.store.put_many
     raced: list[int] = []
     foreign = good_record("f-replica", i=99)
 
-    async def put_many(items, *args, **kw):
+    async def put_many(real, items, *args, **kw):
         if not raced and is_removal(a, items):
             doc, rev = await a.store.get("s.t._")
             doc.setdefault("firings", []).append(st.loads_strict(foreign.encode()))
@@ -121,7 +130,7 @@ async def test_a_replica_writes_the_entry_exactly_while_the_removal_is_pending(b
             raced.append(await a.store.put("s.t._", doc, rev))
         return await real(items, *args, **kw)
 
-    a.store.put_many = put_many
+    intercept_writes(a, put_many)
     async with running_sensor(a, start=False):
         await bus.publish(ev("a", 0))
         await until(lambda: len(runs.count) == 1, what="the firing ran")
@@ -145,10 +154,9 @@ async def test_a_batch_adding_and_removing_firings_with_its_reply_lost_runs_each
     name = unique_name("addrm")
     a = rt_for(bus, one_dep(name), runs)
     await a.start()
-    real = a.store.put_many
     tripped: list[list[str]] = []
 
-    async def put_many(items, *args, **kw):
+    async def put_many(real, items, *args, **kw):
         if not tripped and is_removal(a, items) and any(b'"firings"' in d for _, d, *_ in items):
             tripped.append([k for k, *_ in items])
             if stored:
@@ -156,7 +164,7 @@ async def test_a_batch_adding_and_removing_firings_with_its_reply_lost_runs_each
             return [EventBusError("reply lost") for _ in items]
         return await real(items, *args, **kw)
 
-    a.store.put_many = put_many
+    intercept_writes(a, put_many)
     async with running_sensor(a, start=False):
         await bus.publish(ev("a", 0))
         await until(lambda: len(runs.count) == 1 and a._done_home, what="F0 done, in its entry")
@@ -184,11 +192,10 @@ async def test_firings_finishing_during_a_retry_loop_leave_with_the_retried_writ
 
     a = rt_for(bus, one_dep(unique_name("retry")), action)
     await a.start()
-    real = a.store.put_many
     failing = asyncio.Event()
     failures = [0]
 
-    async def put_many(items, *args, **kw):
+    async def put_many(real, items, *args, **kw):
         if failing.is_set() and any(k == "s.t._" for k, *_ in items):
             failures[0] += 1
             if failures[0] == 3:
@@ -197,7 +204,7 @@ async def test_firings_finishing_during_a_retry_loop_leave_with_the_retried_writ
                 return [EventBusError("bus away") for _ in items]
         return await real(items, *args, **kw)
 
-    a.store.put_many = put_many
+    intercept_writes(a, put_many)
     async with running_sensor(a, start=False):
         await bus.publish(ev("a", 0))
         await until(lambda: ran[0] == 1, what="F0 started")
@@ -265,10 +272,9 @@ async def test_state_too_large_on_one_entry_after_another_holding_firings_was_st
     name = unique_name("toolarge")
     a = rt_for(bus, fire_and_save(name), runs)
     await a.start()
-    real = a.store.put_many
     tripped: list[str] = []
 
-    async def put_many(items, *args, **kw):
+    async def put_many(real, items, *args, **kw):
         keys = [k for k, *_ in items]
         if not tripped and "s.t1._" in keys and "s.t2._" in keys:
             tripped.extend(keys)
@@ -278,7 +284,7 @@ async def test_state_too_large_on_one_entry_after_another_holding_firings_was_st
                     for k in keys]
         return await real(items, *args, **kw)
 
-    a.store.put_many = put_many
+    intercept_writes(a, put_many)
     for i in range(n):
         await bus.publish(ev("a", i))  # they wait on the consumer: one batch
     async with running_sensor(a, start=False):
